@@ -1,0 +1,1 @@
+"""torch -> ONNX export of encoder and decoder graphs, with parity validation. Needs samedge[export]."""

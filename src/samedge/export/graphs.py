@@ -1,0 +1,54 @@
+"""The two exported graphs: image encoder, and prompt encoder + mask decoder (the decoder contract)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..models.sam import Sam
+
+
+class EncoderGraph(nn.Module):
+    """Normalised, padded (1, 3, 1024, 1024) image -> (1, 256, 64, 64) embedding."""
+
+    def __init__(self, sam: Sam) -> None:
+        super().__init__()
+        self.image_encoder = sam.image_encoder
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.image_encoder(image)
+
+
+class DecoderGraph(nn.Module):
+    """Prompt rows (points, box corners, padding) + optional mask -> all four low-res masks and scores.
+
+    All four outputs come back so one graph serves single- and multimask mode (the slice is numpy's).
+    Upsampling to the image size is left out on purpose: it is dynamic-shape work that breaks
+    TensorRT/CoreML/NPUs, and numpy does it exactly (samedge.processing.postprocess_masks).
+    Label arithmetic uses comparisons on the float labels (no .item(), no Python ints from shapes) so
+    that the dynamo exporter keeps the point count dynamic.
+    """
+
+    def __init__(self, sam: Sam) -> None:
+        super().__init__()
+        pe = sam.prompt_encoder
+        self.pe_layer = pe.pe_layer
+        self.image_size = float(pe.input_image_size[0])
+        self.not_a_point = pe.not_a_point_embed.weight
+        self.point_embeddings = nn.ParameterList(e.weight for e in pe.point_embeddings)
+        self.mask_downscaling = pe.mask_downscaling
+        self.no_mask_embed = pe.no_mask_embed.weight
+        self.mask_decoder = sam.mask_decoder
+        # Constant for a given model: computed once here instead of in every decoder call.
+        self.register_buffer("dense_pe", pe.get_dense_pe().detach().clone())
+
+    def forward(self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor,
+                mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        coords = (point_coords + 0.5) / self.image_size
+        emb = self.pe_layer.encode(coords)
+        labels = point_labels.unsqueeze(-1)
+        emb = emb * (labels != -1).to(emb.dtype) + self.not_a_point * (labels == -1).to(emb.dtype)
+        for i, weight in enumerate(self.point_embeddings):
+            emb = emb + weight * (labels == i).to(emb.dtype)
+        has_mask = has_mask_input.reshape(1, 1, 1, 1)
+        dense = has_mask * self.mask_downscaling(mask_input) + (1 - has_mask) * self.no_mask_embed.reshape(1, -1, 1, 1)
+        return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, emb, dense)

@@ -1,0 +1,145 @@
+"""Parity of an exported bundle with the PyTorch fp32 reference on real photos.
+
+Fidelity, not quality: with random weights the masks mean nothing, but an export that reproduces
+the reference's logits reproduces a trained model's too.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..bundle import load_bundle
+from ..data import SampleImage, bounding_box, largest_instance, point_inside, point_outside
+from ..manifest import GraphInfo
+from ..predictor import SamPredictor
+from .reference import TorchReferencePredictor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ParityThresholds:
+    """Limits an fp32 export must meet.
+
+    fp32 graphs differ from eager PyTorch only by operation order (fused kernels, reassociated
+    sums): relative errors around 1e-6, which flip only pixels whose logit is within ~1e-4 of the
+    threshold. A preprocessing or prompt-encoding bug moves cosine below 0.99 and mask IoU far
+    below 0.9, so these limits keep about two orders of magnitude of headroom for honest numeric
+    noise while catching every semantic error.
+    """
+    min_mask_iou: float = 0.99
+    min_embedding_cosine: float = 0.9999
+    max_score_error: float = 0.01
+
+
+@dataclass(frozen=True)
+class Prompt:
+    name: str
+    kwargs: dict
+    feed_previous_logits: bool = False  # second pass: mask_input = previous pass's best low-res logits
+
+
+def prompt_set(sample: SampleImage) -> list[Prompt]:
+    mask = largest_instance(sample)
+    fg, bg, box = point_inside(mask), point_outside(mask), bounding_box(mask)
+    one = {"point_coords": fg[None], "point_labels": np.array([1])}
+    return [
+        Prompt("point_multimask", {**one, "multimask_output": True}),
+        Prompt("fg_bg_points", {"point_coords": np.stack([fg, bg]), "point_labels": np.array([1, 0]),
+                                "multimask_output": False}),
+        Prompt("box", {"box": box, "multimask_output": False}),
+        Prompt("box_point", {**one, "box": box, "multimask_output": False}),
+        Prompt("point_with_mask_input", {**one, "multimask_output": False}, feed_previous_logits=True),
+    ]
+
+
+def static_prompts(sample: SampleImage, k: int) -> list[Prompt]:
+    """Prompts that need exactly k clicks (a box counts as one): k points, and a box + k-1 points."""
+    mask = largest_instance(sample)
+    ys, xs = np.nonzero(mask)
+    rng = np.random.default_rng(k)
+    idx = rng.choice(len(xs), size=k, replace=len(xs) < k)
+    pts = np.stack([xs[idx], ys[idx]], 1).astype(np.float64)
+    prompts = [Prompt(f"static{k}_points", {"point_coords": pts, "point_labels": np.ones(k, int),
+                                            "multimask_output": k == 1})]
+    box = {"box": bounding_box(mask), "multimask_output": False}
+    if k > 1:
+        box.update(point_coords=pts[: k - 1], point_labels=np.ones(k - 1, int))
+    prompts.append(Prompt(f"static{k}_box", box))
+    return prompts
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+
+
+def _compare(reference: TorchReferencePredictor, predictor: SamPredictor, prompt: Prompt,
+             previous: dict[str, np.ndarray]) -> dict:
+    kwargs = dict(prompt.kwargs)
+    ref_kwargs, our_kwargs = dict(kwargs), dict(kwargs)
+    if prompt.feed_previous_logits:
+        ref_kwargs["mask_input"], our_kwargs["mask_input"] = previous["ref"], previous["ours"]
+    ref_full, ref_iou, ref_low = reference.predict(**ref_kwargs)
+    ours_full, ours_iou, ours_low = predictor.predict(return_logits=True, **our_kwargs)
+    best = int(np.argmax(ref_iou))
+    previous["ref"], previous["ours"] = ref_low[best:best + 1], ours_low[best:best + 1]
+    ious = [mask_iou(r > 0, o > 0) for r, o in zip(ref_full, ours_full)]
+    return {"prompt": prompt.name, "mask_iou": min(ious),
+            "score_abs_error": float(np.max(np.abs(ref_iou - ours_iou))),
+            "low_res_max_abs_error": float(np.max(np.abs(ref_low - ours_low))),
+            "reference_mask_fraction": float(np.mean(ref_full > 0))}
+
+
+def run_parity(sam, bundle_dir: Path, samples: list[SampleImage], thresholds: ParityThresholds,
+               on_step: Callable[[str], None] = lambda s: None) -> dict:
+    """Reference vs bundle (ONNX Runtime) on every sample and prompt, for every decoder graph."""
+    bundle = load_bundle(bundle_dir, warn_random=False)  # the exporter already says the weights are random
+    reference = TorchReferencePredictor(sam)
+    predictor = SamPredictor(bundle)
+    images, prompts = [], []
+    for sample in samples:
+        on_step(f"parity {sample.name}")
+        reference.set_image(sample.rgb)
+        predictor.set_image(sample.rgb)
+        ref_emb, our_emb = reference.features.numpy(), predictor.get_image_embedding()
+        images.append({"image": sample.name, "shape": list(sample.rgb.shape),
+                       "embedding_cosine": cosine(ref_emb, our_emb),
+                       "embedding_max_abs_error": float(np.max(np.abs(ref_emb - our_emb)))})
+        for graph in bundle.manifest.decoders:
+            _pin_decoder(predictor, graph)
+            plist = prompt_set(sample) if graph.num_points is None else static_prompts(sample, graph.num_points)
+            previous: dict[str, np.ndarray] = {}
+            for prompt in plist:
+                row = _compare(reference, predictor, prompt, previous)
+                prompts.append({"image": sample.name, "decoder": graph.file, **row})
+    summary = {
+        "min_mask_iou": min(p["mask_iou"] for p in prompts),
+        "mean_mask_iou": float(np.mean([p["mask_iou"] for p in prompts])),
+        "max_score_error": max(p["score_abs_error"] for p in prompts),
+        "min_embedding_cosine": min(i["embedding_cosine"] for i in images),
+        "max_embedding_abs_error": max(i["embedding_max_abs_error"] for i in images),
+    }
+    failures = []
+    if summary["min_mask_iou"] < thresholds.min_mask_iou:
+        failures.append(f"mask IoU {summary['min_mask_iou']:.4f} < {thresholds.min_mask_iou}")
+    if summary["min_embedding_cosine"] < thresholds.min_embedding_cosine:
+        failures.append(f"embedding cosine {summary['min_embedding_cosine']:.6f} < {thresholds.min_embedding_cosine}")
+    if summary["max_score_error"] > thresholds.max_score_error:
+        failures.append(f"IoU-score error {summary['max_score_error']:.4g} > {thresholds.max_score_error}")
+    return {"reference": "PyTorch fp32 eager (official SamPredictor computation)", "backend": "onnxruntime cpu",
+            "passed": not failures, "failures": failures, "thresholds": asdict(thresholds),
+            "summary": summary, "images": images, "prompts": prompts}
+
+
+def _pin_decoder(predictor: SamPredictor, graph: GraphInfo) -> None:
+    predictor.pinned_decoder = graph

@@ -1,0 +1,167 @@
+"""`samedge export`: model -> bundle directory (graphs + manifest), validated, written atomically."""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from ..contract import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
+from ..errors import ExportError, InputError, ParityError
+from ..manifest import GraphInfo, Manifest, TensorSpec, WeightsInfo
+from ..model_types import (EMBEDDING_SHAPE, IMAGE_SIZE, LOW_RES_MASK_SIZE, MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD,
+                           get_spec)
+from ..weights import download_checkpoint, sha256_of
+from .onnx_export import POINTS_DIM, ExportedGraph, export_decoder, export_encoder
+from .parity import ParityThresholds, run_parity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    model_type: str
+    out_dir: Path
+    weights: str = "random"  # "random" | "checkpoint" | "download"
+    checkpoint: Path | None = None
+    seed: int = 0
+    opset: int = 18
+    decoder_points: tuple[int, ...] = ()  # static decoder variants beside the dynamic one
+    dynamic_decoder: bool = True
+    simplify: bool = True
+    parity_images: int = 3
+    thresholds: ParityThresholds = field(default_factory=ParityThresholds)
+    overwrite: bool = False
+
+
+def _validate(cfg: ExportConfig) -> None:
+    get_spec(cfg.model_type)
+    if cfg.weights not in ("random", "checkpoint", "download"):
+        raise InputError(f"weights must be random, checkpoint or download, got {cfg.weights!r}")
+    if (cfg.weights == "checkpoint") != (cfg.checkpoint is not None):
+        raise InputError("a checkpoint path goes with weights='checkpoint' (and only with it)")
+    if any(k < 1 or k > 64 for k in cfg.decoder_points):
+        raise InputError(f"decoder point counts must be in 1..64, got {list(cfg.decoder_points)}")
+    if not cfg.dynamic_decoder and not cfg.decoder_points:
+        raise InputError("without the dynamic decoder, give at least one static --decoder-points count")
+    if cfg.parity_images < 1:
+        raise InputError("parity needs at least one image (parity_images >= 1)")
+    if cfg.out_dir.exists() and not cfg.overwrite:
+        raise InputError(f"{cfg.out_dir} already exists; pass --overwrite to replace it")
+
+
+def _load_model(cfg: ExportConfig):
+    from ..models import build_sam, load_checkpoint, randomize_weights
+    spec = get_spec(cfg.model_type)
+    if cfg.weights == "random":
+        return randomize_weights(build_sam(spec.name), cfg.seed), WeightsInfo("random", seed=cfg.seed)
+    path = cfg.checkpoint if cfg.weights == "checkpoint" else download_checkpoint(spec.name)
+    model = load_checkpoint(path, spec.name)
+    return model, WeightsInfo(cfg.weights, checkpoint_file=Path(path).name, checkpoint_sha256=sha256_of(Path(path)))
+
+
+def _io_specs(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    model = onnx.load(str(path), load_external_data=False)
+    init = {i.name for i in model.graph.initializer}
+
+    def spec(v) -> TensorSpec:
+        t = v.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim)
+        return TensorSpec(v.name, dims, onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name)
+    return (tuple(spec(v) for v in model.graph.input if v.name not in init),
+            tuple(spec(v) for v in model.graph.output))
+
+
+def _graph_info(role: str, exported: ExportedGraph, num_points: int | None = None) -> GraphInfo:
+    inputs, outputs = _io_specs(exported.path)
+    expected_in = (ENCODER_INPUT,) if role == "encoder" else DECODER_INPUTS
+    expected_out = (ENCODER_OUTPUT,) if role == "encoder" else DECODER_OUTPUTS
+    if tuple(t.name for t in inputs) != expected_in or tuple(t.name for t in outputs) != expected_out:
+        raise ExportError(f"{exported.path.name} has inputs {[t.name for t in inputs]} and outputs "
+                          f"{[t.name for t in outputs]}; the contract needs {expected_in} -> {expected_out}")
+    return GraphInfo(role=role, file=exported.path.name, format="onnx", inputs=inputs, outputs=outputs,
+                     bytes=exported.path.stat().st_size, sha256=sha256_of(exported.path),
+                     external_data=exported.external_data.name if exported.external_data else None,
+                     num_points=num_points,
+                     simplify={"tool": exported.simplifier, "nodes_before": exported.nodes_before,
+                               "nodes_after": exported.nodes_after})
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime
+    import torch
+
+    from .. import __version__
+    versions = {"samedge": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__}
+    try:
+        import onnxslim
+        versions["onnxslim"] = onnxslim.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
+    """Export, validate against PyTorch, and move the finished bundle into place. On any failure
+    nothing is left at cfg.out_dir (a failed parity run keeps its report in the raised ParityError)."""
+    _validate(cfg)
+    from tqdm import tqdm
+
+    from ..data import sample_images
+    steps = ["load model", "export encoder"] + [f"export decoder{'' if k is None else f' ({k} points)'}"
+                                                  for k in _decoder_variants(cfg)] + ["parity"]
+    bar = tqdm(total=len(steps), disable=not progress, desc=f"export {cfg.model_type}", unit="step")
+    timings: dict[str, float] = {}
+    cfg.out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{cfg.out_dir.name}.partial-", dir=cfg.out_dir.parent))
+    try:
+        def step(name: str, fn):
+            bar.set_postfix_str(name)
+            t0 = time.perf_counter()
+            result = fn()
+            timings[name] = round(time.perf_counter() - t0, 2)
+            bar.update(1)
+            return result
+
+        sam, weights = step("load model", lambda: _load_model(cfg))
+        encoder = step("export encoder", lambda: _graph_info(
+            "encoder", export_encoder(sam, work / "encoder.onnx", cfg.opset, cfg.simplify)))
+        decoders = []
+        for k in _decoder_variants(cfg):
+            name = "decoder.onnx" if k is None else f"decoder_p{k}.onnx"
+            label = f"export decoder{'' if k is None else f' ({k} points)'}"
+            decoders.append(step(label, lambda k=k, name=name: _graph_info(
+                "decoder", export_decoder(sam, work / name, k, cfg.opset, cfg.simplify), k)))
+        manifest = Manifest(
+            model_type=get_spec(cfg.model_type).name, weights=weights, image_size=IMAGE_SIZE,
+            pixel_mean=PIXEL_MEAN, pixel_std=PIXEL_STD, mask_threshold=MASK_THRESHOLD,
+            low_res_mask_size=LOW_RES_MASK_SIZE, embedding_shape=EMBEDDING_SHAPE, precision="fp32",
+            encoder=encoder, decoders=tuple(decoders),
+            export={"exporter": "torch.onnx (dynamo)", "opset": cfg.opset, "versions": _versions(),
+                    "dynamic_points_dim": POINTS_DIM, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        manifest.write(work)
+        report = step("parity", lambda: run_parity(sam, work, sample_images(cfg.parity_images), cfg.thresholds,
+                                                   on_step=bar.set_postfix_str))
+        report["seconds"] = timings["parity"]
+        manifest = Manifest(**{**manifest.__dict__, "parity": report,
+                               "export": {**manifest.export, "seconds": timings}})
+        manifest.write(work)
+        if not report["passed"]:
+            raise ParityError(f"{cfg.model_type} export failed parity: {'; '.join(report['failures'])}", report)
+        if cfg.out_dir.exists():
+            shutil.rmtree(cfg.out_dir)
+        work.rename(cfg.out_dir)
+        return manifest
+    finally:
+        bar.close()
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _decoder_variants(cfg: ExportConfig) -> list[int | None]:
+    return ([None] if cfg.dynamic_decoder else []) + sorted(set(cfg.decoder_points))

@@ -1,0 +1,94 @@
+"""Official-format checkpoints: strict loading, model-type detection, seeded random weights."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+from ..model_types import MODEL_SPECS, TinyViTConfig, ViTConfig, get_spec
+from .sam import Sam, build_sam
+
+log = logging.getLogger(__name__)
+
+
+def detect_model_type(state_dict: dict[str, torch.Tensor]) -> str | None:
+    """Which known architecture a state dict belongs to, from its encoder's keys and widths."""
+    if "image_encoder.layers.0.blocks.0.conv1.c.weight" in state_dict:
+        width = state_dict["image_encoder.neck.0.weight"].shape[1] if "image_encoder.neck.0.weight" in state_dict else None
+        for spec in MODEL_SPECS.values():
+            if isinstance(spec.encoder, TinyViTConfig) and spec.encoder.embed_dims[-1] == width:
+                return spec.name
+        return None
+    pos = state_dict.get("image_encoder.pos_embed")
+    if pos is None:
+        return None
+    depth = len({k.split(".")[2] for k in state_dict if k.startswith("image_encoder.blocks.")})
+    for spec in MODEL_SPECS.values():
+        enc = spec.encoder
+        if isinstance(enc, ViTConfig) and enc.embed_dim == pos.shape[-1] and enc.depth == depth:
+            return spec.name
+    return None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad pickle/zip
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}. "
+                              "Expected an official SAM/MobileSAM .pth/.pt state dict.") from exc
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        keys = list(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(f"checkpoint {path} is not a plain state dict of tensors (found {keys}); "
+                              "expected the official format, e.g. sam_vit_b_01ec64.pth")
+    return obj
+
+
+def load_checkpoint(path: str | Path, model_type: str) -> Sam:
+    """Build `model_type` and load `path` into it strictly; a checkpoint of another model is named."""
+    spec = get_spec(model_type)
+    state_dict = read_state_dict(path)
+    found = detect_model_type(state_dict)
+    if found != spec.name:
+        what = f"a {found} checkpoint" if found else "no known SAM-family checkpoint"
+        raise CheckpointError(f"checkpoint {path} looks like {what}, but --model {spec.name} was requested; "
+                              f"pass --model {found}" if found else
+                              f"checkpoint {path} is {what} (no image_encoder.pos_embed or TinyViT keys); "
+                              f"--model {spec.name} expects {spec.official_file}")
+    model = build_sam(spec.name)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not match the {spec.name} architecture: {exc}") from exc
+    return model
+
+
+def randomize_weights(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Seeded random weights for architecture-only work.
+
+    PyTorch's default init leaves many tensors constant (zero positional embeddings and relative
+    position tables, unit LayerNorm scales, BatchNorm statistics). Constant tensors would hide
+    export bugs (a mis-indexed rel-pos table of zeros is still zeros), so every constant tensor
+    gets noise too.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+            if not tensor.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                tensor.copy_(0.5 + torch.rand(tensor.shape, generator=gen))
+            elif name.endswith("positional_encoding_gaussian_matrix"):
+                tensor.copy_(torch.randn(tensor.shape, generator=gen))
+            elif name in ("pixel_mean", "pixel_std"):
+                continue
+            elif tensor.numel() > 1 and torch.all(tensor == tensor.flatten()[0]):
+                tensor.add_(0.1 * torch.randn(tensor.shape, generator=gen))
+            elif tensor.numel() > 1:
+                bound = float(tensor.abs().max()) or 1.0
+                tensor.copy_((torch.rand(tensor.shape, generator=gen) * 2 - 1) * bound)
+    return model

@@ -1,0 +1,111 @@
+"""Numpy pre- and post-processing that reproduce the official SamPredictor exactly.
+
+Official path (segment_anything.utils.transforms.ResizeLongestSide + Sam.preprocess/postprocess_masks):
+  1. resize the uint8 RGB image with PIL bilinear so the longest side is 1024 (PIL antialiases when
+     shrinking), rounding each side with int(x + 0.5);
+  2. normalise with SAM's pixel mean/std, pad bottom-right with zeros to 1024x1024;
+  3. scale point/box coordinates by new/old per axis;
+  4. masks: bilinear (align_corners=False) 256 -> 1024, crop to the resized size, bilinear to the
+     original size.
+Step 4 is two linear maps per axis, so it is done here as one precomposed matrix per axis: the same
+numbers as the two-step resize (up to float rounding) in a single pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+from .model_types import IMAGE_SIZE, LOW_RES_MASK_SIZE, PIXEL_MEAN, PIXEL_STD
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """Sizes that map between the original image, the resized image and the 1024 model input."""
+    original_hw: tuple[int, int]
+    input_hw: tuple[int, int]
+    model_size: int = IMAGE_SIZE
+
+
+def preprocess_shape(h: int, w: int, long_side: int = IMAGE_SIZE) -> tuple[int, int]:
+    scale = long_side * 1.0 / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def geometry_for(h: int, w: int, model_size: int = IMAGE_SIZE) -> ImageGeometry:
+    return ImageGeometry((h, w), preprocess_shape(h, w, model_size), model_size)
+
+
+def resize_image(image: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
+    """uint8 HxWx3 -> uint8 resized, PIL bilinear like torchvision's resize of a PIL image."""
+    h, w = input_hw
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+
+
+def normalize_and_pad(resized: np.ndarray, model_size: int = IMAGE_SIZE,
+                      mean: tuple[float, ...] = PIXEL_MEAN, std: tuple[float, ...] = PIXEL_STD) -> np.ndarray:
+    """uint8 hxwx3 -> float32 (1, 3, model_size, model_size), zero-padded bottom-right."""
+    h, w = resized.shape[:2]
+    out = np.zeros((1, 3, model_size, model_size), dtype=np.float32)
+    chw = resized.transpose(2, 0, 1).astype(np.float32)
+    out[0, :, :h, :w] = (chw - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
+    return out
+
+
+def preprocess_image(image: np.ndarray, model_size: int = IMAGE_SIZE,
+                     mean: tuple[float, ...] = PIXEL_MEAN,
+                     std: tuple[float, ...] = PIXEL_STD) -> tuple[np.ndarray, ImageGeometry]:
+    """Validated uint8 RGB HxWx3 -> encoder input and the geometry needed to map prompts and masks."""
+    geom = geometry_for(image.shape[0], image.shape[1], model_size)
+    return normalize_and_pad(resize_image(image, geom.input_hw), model_size, mean, std), geom
+
+
+def transform_coords(coords: np.ndarray, geom: ImageGeometry) -> np.ndarray:
+    """(..., 2) x,y in original pixels -> the resized frame, float32."""
+    (old_h, old_w), (new_h, new_w) = geom.original_hw, geom.input_hw
+    out = np.array(coords, dtype=np.float64, copy=True)
+    out[..., 0] *= new_w / old_w
+    out[..., 1] *= new_h / old_h
+    return out.astype(np.float32)
+
+
+def transform_boxes(boxes: np.ndarray, geom: ImageGeometry) -> np.ndarray:
+    """(..., 4) x0,y0,x1,y1 -> (..., 4) in the resized frame."""
+    return transform_coords(np.asarray(boxes).reshape(-1, 2, 2), geom).reshape(np.shape(boxes))
+
+
+def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """(out, in) weights of torch's bilinear interpolation with align_corners=False, no antialias."""
+    scale = in_size / out_size
+    src = np.maximum((np.arange(out_size) + 0.5) * scale - 0.5, 0.0)
+    i0 = np.floor(src).astype(np.int64)
+    i0 = np.minimum(i0, in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    frac = src - i0
+    m = np.zeros((out_size, in_size), dtype=np.float64)
+    rows = np.arange(out_size)
+    np.add.at(m, (rows, i0), 1.0 - frac)
+    np.add.at(m, (rows, i1), frac)
+    return m
+
+
+@lru_cache(maxsize=64)
+def _axis_map(low_res: int, model_size: int, crop: int, original: int) -> np.ndarray:
+    """low-res -> model size, crop, -> original, composed into one (original, low_res) matrix."""
+    up = bilinear_matrix(low_res, model_size)[:crop]
+    down = bilinear_matrix(crop, original)
+    return (down @ up).astype(np.float32)
+
+
+def postprocess_masks(low_res_logits: np.ndarray, geom: ImageGeometry) -> np.ndarray:
+    """(..., 256, 256) low-res logits -> (..., H, W) float32 logits at the original image size."""
+    low = np.asarray(low_res_logits, dtype=np.float32)
+    size = low.shape[-1]
+    my = _axis_map(size, geom.model_size, geom.input_hw[0], geom.original_hw[0])
+    mx = _axis_map(size, geom.model_size, geom.input_hw[1], geom.original_hw[1])
+    return np.matmul(np.matmul(my, low), mx.T)
+
+
+LOW_RES_SHAPE = (LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)
