@@ -92,19 +92,23 @@ def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _axis_map(low_res: int, model_size: int, crop: int, original: int) -> np.ndarray:
+def _axis_map(low_res: int, model_size: int, crop: int, original: int, dtype: str) -> np.ndarray:
     """low-res -> model size, crop, -> original, composed into one (original, low_res) matrix."""
     up = bilinear_matrix(low_res, model_size)[:crop]
     down = bilinear_matrix(crop, original)
-    return (down @ up).astype(np.float32)
+    return (down @ up).astype(dtype)
 
 
 def postprocess_masks(low_res_logits: np.ndarray, geom: ImageGeometry) -> np.ndarray:
-    """(..., 256, 256) low-res logits -> (..., H, W) float32 logits at the original image size."""
-    low = np.asarray(low_res_logits, dtype=np.float32)
+    """(..., 256, 256) low-res logits -> (..., H, W) logits at the original image size.
+
+    float32 in, float32 out (float64 stays float64, which tests use to check exactness)."""
+    low = np.asarray(low_res_logits)
+    if low.dtype != np.float64:
+        low = low.astype(np.float32, copy=False)
     size = low.shape[-1]
-    my = _axis_map(size, geom.model_size, geom.input_hw[0], geom.original_hw[0])
-    mx = _axis_map(size, geom.model_size, geom.input_hw[1], geom.original_hw[1])
+    my = _axis_map(size, geom.model_size, geom.input_hw[0], geom.original_hw[0], low.dtype.name)
+    mx = _axis_map(size, geom.model_size, geom.input_hw[1], geom.original_hw[1], low.dtype.name)
     return np.matmul(np.matmul(my, low), mx.T)
 
 

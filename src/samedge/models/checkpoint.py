@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -68,27 +69,39 @@ def load_checkpoint(path: str | Path, model_type: str) -> Sam:
 
 
 def randomize_weights(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Seeded random weights for architecture-only work.
+    """Seeded random weights for architecture-only work; depends only on the seed and the shapes.
 
-    PyTorch's default init leaves many tensors constant (zero positional embeddings and relative
-    position tables, unit LayerNorm scales, BatchNorm statistics). Constant tensors would hide
-    export bugs (a mis-indexed rel-pos table of zeros is still zeros), so every constant tensor
-    gets noise too.
+    PyTorch's default init leaves many tensors constant (zero positional embeddings, relative
+    position tables and attention biases, unit norm scales, BatchNorm statistics). Constant tensors
+    would hide export bugs (a mis-indexed table of zeros is still zeros), so every tensor is drawn
+    here, at magnitudes large enough to matter in the forward pass.
     """
+    from torch import nn
     gen = torch.Generator().manual_seed(seed)
+
+    def uniform(shape, bound):
+        return (torch.rand(shape, generator=gen) * 2 - 1) * bound
+
     with torch.no_grad():
-        for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(0.5 + torch.rand(tensor.shape, generator=gen))
-            elif name.endswith("positional_encoding_gaussian_matrix"):
-                tensor.copy_(torch.randn(tensor.shape, generator=gen))
-            elif name in ("pixel_mean", "pixel_std"):
-                continue
-            elif tensor.numel() > 1 and torch.all(tensor == tensor.flatten()[0]):
-                tensor.add_(0.1 * torch.randn(tensor.shape, generator=gen))
-            elif tensor.numel() > 1:
-                bound = float(tensor.abs().max()) or 1.0
-                tensor.copy_((torch.rand(tensor.shape, generator=gen) * 2 - 1) * bound)
+        for module in model.modules():
+            own = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
+            for name, t in own:
+                if not t.is_floating_point() or name in ("pixel_mean", "pixel_std"):
+                    continue
+                shape = t.shape
+                if isinstance(module, nn.Embedding) or name == "positional_encoding_gaussian_matrix":
+                    value = torch.randn(shape, generator=gen)
+                elif name == "running_var":
+                    value = 0.5 + torch.rand(shape, generator=gen)
+                elif name == "attention_biases":
+                    value = torch.randn(shape, generator=gen)
+                elif name == "weight" and t.ndim == 1:  # LayerNorm / BatchNorm scales
+                    value = 1 + 0.1 * torch.randn(shape, generator=gen)
+                elif t.ndim >= 2 and name == "weight":  # PyTorch's default scale: U(+-1/sqrt(fan_in))
+                    value = uniform(shape, 1 / math.sqrt(math.prod(shape[1:])))
+                elif name in ("pos_embed", "rel_pos_h", "rel_pos_w"):
+                    value = 0.1 * torch.randn(shape, generator=gen)
+                else:  # biases, running means
+                    value = 0.02 * torch.randn(shape, generator=gen)
+                t.copy_(value)
     return model

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def samples():
+    from samedge.data import sample_images
+    return sample_images()
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from samedge.models import build_sam, randomize_weights
+    return randomize_weights(build_sam("test_tiny"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """The real decoder with a tiny ViT encoder, exported once (dynamic decoder + static 1 and 2 clicks)."""
+    from samedge.export.pipeline import ExportConfig, export_bundle
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    export_bundle(ExportConfig("test_tiny", out, seed=0, decoder_points=(1, 2), parity_images=1))
+    return out
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_model):
+    from samedge.export.reference import TorchReferencePredictor
+    return TorchReferencePredictor(tiny_model)

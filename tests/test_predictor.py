@@ -1,0 +1,86 @@
+"""SamPredictor (numpy + ONNX Runtime) vs the PyTorch fp32 reference on real photos, every prompt kind."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from samedge import SamPredictor
+from samedge.export.parity import mask_iou, prompt_set
+from samedge.predictor import NoImageError
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_bundle):
+    return SamPredictor(tiny_bundle)
+
+
+def test_every_prompt_kind_matches_reference_on_real_photos(predictor, reference, samples):
+    kinds = set()
+    for sample in samples:
+        predictor.set_image(sample.rgb)
+        reference.set_image(sample.rgb)
+        previous = {}
+        for prompt in prompt_set(sample):
+            kinds.add(prompt.name)
+            kw = dict(prompt.kwargs)
+            ref_kw, our_kw = dict(kw), dict(kw)
+            if prompt.feed_previous_logits:
+                ref_kw["mask_input"], our_kw["mask_input"] = previous["ref"], previous["ours"]
+            ref_full, ref_scores, ref_low = reference.predict(**ref_kw)
+            masks, scores, low = predictor.predict(**our_kw)
+            n = 3 if kw["multimask_output"] else 1
+            h, w = sample.rgb.shape[:2]
+            assert masks.shape == (n, h, w) and masks.dtype == bool
+            assert scores.shape == (n,) and scores.dtype == np.float32
+            assert low.shape == (n, 256, 256) and low.dtype == np.float32
+            for r, o in zip(ref_full, masks):
+                assert mask_iou(r > 0, o) >= 0.99, (sample.name, prompt.name)
+            np.testing.assert_allclose(scores, ref_scores, atol=1e-4)
+            np.testing.assert_allclose(low, ref_low, atol=1e-3)
+            # masks are non-trivial, so IoU is informative
+            assert 0.01 < (ref_full > 0).mean() < 0.99
+            best = int(np.argmax(ref_scores))
+            previous = {"ref": ref_low[best:best + 1], "ours": low[best:best + 1]}
+    assert kinds == {"point_multimask", "fg_bg_points", "box", "box_point", "point_with_mask_input"}
+
+
+def test_return_logits_and_threshold(predictor, samples):
+    predictor.set_image(samples[0].rgb)
+    pt = np.array([[250.0, 180.0]])
+    logits, scores, _ = predictor.predict(pt, np.array([1]), return_logits=True)
+    masks, scores2, _ = predictor.predict(pt, np.array([1]))
+    assert logits.dtype == np.float32
+    np.testing.assert_array_equal(masks, logits > 0.0)
+    np.testing.assert_array_equal(scores, scores2)
+
+
+def test_bgr_input_equals_rgb(predictor, samples):
+    rgb = samples[1].rgb
+    predictor.set_image(rgb)
+    emb_rgb = predictor.get_image_embedding().copy()
+    predictor.set_image(np.ascontiguousarray(rgb[..., ::-1]), image_format="BGR")
+    np.testing.assert_array_equal(predictor.get_image_embedding(), emb_rgb)
+
+
+def test_static_decoder_is_chosen_for_its_click_count_and_matches_dynamic(tiny_bundle, samples):
+    predictor = SamPredictor(tiny_bundle)
+    predictor.set_image(samples[0].rgb)
+    pts, labels = np.array([[250.0, 180.0], [30.0, 20.0]]), np.array([1, 0])
+    static = predictor.predict(pts, labels, multimask_output=False)
+    assert set(predictor._decoders) == {"decoder_p2.onnx"}
+    predictor.pinned_decoder = next(g for g in predictor.bundle.manifest.decoders if g.num_points is None)
+    dynamic = predictor.predict(pts, labels, multimask_output=False)
+    np.testing.assert_allclose(static[2], dynamic[2], atol=1e-4)
+    np.testing.assert_allclose(static[1], dynamic[1], atol=1e-5)
+
+
+def test_reset_image_and_no_image_errors(tiny_bundle, samples):
+    predictor = SamPredictor(tiny_bundle)
+    with pytest.raises(NoImageError, match="set_image"):
+        predictor.predict(np.array([[1.0, 1.0]]), np.array([1]))
+    predictor.set_image(samples[0].rgb)
+    assert predictor.is_image_set and predictor.original_size == (375, 500) and predictor.input_size == (768, 1024)
+    predictor.reset_image()
+    assert not predictor.is_image_set
+    with pytest.raises(NoImageError):
+        predictor.get_image_embedding()

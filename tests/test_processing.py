@@ -1,0 +1,91 @@
+"""Numpy processing vs the official computation in PyTorch."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from samedge import processing
+from samedge.export.reference import TorchReferencePredictor, reference_preprocess_shape
+
+
+@pytest.mark.parametrize("hw", [(375, 500), (500, 375), (480, 640), (1125, 1500), (1024, 1024), (7, 13),
+                                (2000, 300), (1023, 1025)])
+def test_preprocess_shape(hw):
+    assert processing.preprocess_shape(*hw) == reference_preprocess_shape(*hw, 1024)
+
+
+def _reference(tiny_model, image):
+    ref = TorchReferencePredictor(tiny_model)
+    ref.original_size = image.shape[:2]
+    ref.input_size = reference_preprocess_shape(*image.shape[:2], 1024)
+    return ref
+
+
+def _variants(samples):
+    voc = samples[0].rgb
+    yield "voc", voc
+    yield "arc2017", samples[1].rgb
+    yield "larger_than_1024", samples[2].rgb
+    yield "portrait", np.ascontiguousarray(voc.transpose(1, 0, 2))
+    yield "small_odd", voc[:37, :53]
+
+
+def test_preprocess_matches_reference(tiny_model, samples):
+    for name, image in _variants(samples):
+        ours, geom = processing.preprocess_image(image)
+        ref = _reference(tiny_model, image).preprocess(image).numpy()
+        assert ours.shape == ref.shape == (1, 3, 1024, 1024), name
+        np.testing.assert_allclose(ours, ref, atol=1e-5, err_msg=name)
+        h, w = geom.input_hw
+        assert max(h, w) == 1024 and np.all(ours[..., h:, :] == 0) and np.all(ours[..., :, w:] == 0)
+
+
+def test_coords_and_boxes_match_reference(tiny_model, samples):
+    rng = np.random.default_rng(0)
+    for name, image in _variants(samples):
+        h, w = image.shape[:2]
+        geom = processing.geometry_for(h, w)
+        pts = rng.uniform(0, [w, h], size=(6, 2))
+        ref = _reference(tiny_model, image)
+        np.testing.assert_allclose(processing.transform_coords(pts, geom), ref.apply_coords(pts), rtol=1e-6, err_msg=name)
+        box = np.array([w * 0.1, h * 0.2, w * 0.7, h * 0.9])
+        np.testing.assert_allclose(processing.transform_boxes(box, geom),
+                                   ref.apply_coords(box.reshape(2, 2)).reshape(4), rtol=1e-6, err_msg=name)
+
+
+def test_postprocess_is_exactly_the_reference_in_float64(tiny_model, samples):
+    rng = np.random.default_rng(1)
+    low = rng.normal(0, 4, size=(3, 256, 256))
+    for name, image in _variants(samples):
+        geom = processing.geometry_for(*image.shape[:2])
+        ours = processing.postprocess_masks(low, geom)
+        ref = _reference(tiny_model, image).postprocess_masks(torch.from_numpy(low)[None])[0].numpy()
+        assert ours.shape == ref.shape == (3, *image.shape[:2]) and ours.dtype == np.float64, name
+        np.testing.assert_allclose(ours, ref, atol=1e-9, err_msg=name)
+
+
+def test_postprocess_float32_agrees_with_reference(tiny_model, samples):
+    """In float32, torch computes bilinear source positions in float32 (up to 1024 * 6e-8 off), our
+    precomposed weights are float64-exact; the logits therefore differ by at most
+    ~1e-4 * (largest neighbour difference), here about 1e-3 for N(0, 4) noise, and the thresholded
+    masks practically never."""
+    rng = np.random.default_rng(1)
+    low = rng.normal(0, 4, size=(3, 256, 256)).astype(np.float32)
+    for name, image in _variants(samples):
+        geom = processing.geometry_for(*image.shape[:2])
+        ours = processing.postprocess_masks(low, geom)
+        ref = _reference(tiny_model, image).postprocess_masks(torch.from_numpy(low)[None])[0].numpy()
+        assert ours.dtype == np.float32
+        np.testing.assert_allclose(ours, ref, atol=2e-3, err_msg=name)
+        assert np.mean((ours > 0) != (ref > 0)) < 1e-4, name
+
+
+@pytest.mark.parametrize("size", [(256, 1024), (1024, 375), (768, 1500), (256, 7), (5, 5)])
+def test_bilinear_matrix_is_torch_bilinear(size):
+    src, dst = size
+    x = torch.randn(1, 1, 1, src, dtype=torch.float64)
+    ref = F.interpolate(x, size=(1, dst), mode="bilinear", align_corners=False)[0, 0, 0].numpy()
+    ours = processing.bilinear_matrix(src, dst) @ x[0, 0, 0].numpy()
+    np.testing.assert_allclose(ours, ref, atol=1e-12)

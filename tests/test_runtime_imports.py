@@ -1,0 +1,32 @@
+"""The runtime path (package, predictor, processing, ORT backend) never imports torch."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def test_runtime_path_does_not_import_torch(tiny_bundle):
+    code = textwrap.dedent(f"""
+        import sys, warnings
+        import numpy as np
+        import samedge
+        from samedge import SamPredictor
+        import samedge.processing, samedge.runtimes, samedge.bundle, samedge.manifest
+        warnings.simplefilter("ignore")
+        p = SamPredictor({str(tiny_bundle)!r})
+        p.set_image(np.zeros((40, 60, 3), np.uint8))
+        masks, scores, low = p.predict(np.array([[10.0, 10.0]]), np.array([1]))
+        assert masks.shape == (3, 40, 60)
+        leaked = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+        print("LEAKED" if leaked else "CLEAN", leaked[:5])
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "CLEAN" in result.stdout, result.stdout
+
+
+def test_importing_samedge_loads_no_backend():
+    code = "import sys, samedge; print(sorted(m for m in ('torch', 'onnxruntime', 'PIL') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
