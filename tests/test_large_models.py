@@ -23,4 +23,7 @@ def test_large_model_exports_from_a_saved_checkpoint(model_type, external, tmp_p
     assert (m.encoder.external_data is not None) == external
     if external:
         assert (out / m.encoder.external_data).stat().st_size > 2_000_000_000
+        assert m.encoder.simplify["tool"].startswith("skipped")  # recorded, not hidden
+    else:
+        assert m.encoder.simplify["tool"].startswith("onnxslim")
     load_bundle(out)

@@ -51,25 +51,22 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, input_names, outpu
         raise ExportError(f"torch.onnx.export of {path.name} failed: {type(exc).__name__}: {exc}") from exc
 
 
+# onnxslim's shape inference serialises the whole model, which protobuf refuses above 2 GB.
+SIMPLIFY_SKIPPED_EXTERNAL = "skipped: onnxslim cannot process graphs with external data (over 2 GB)"
+
+
 def _simplify(path: Path, enabled: bool) -> tuple[int, int, str | None]:
     model = onnx.load(str(path), load_external_data=False)
     before = len(model.graph.node)
     if not enabled:
         return before, before, None
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        log.warning("%s: %s; the dynamo exporter's own optimiser has run", path.name, SIMPLIFY_SKIPPED_EXTERNAL)
+        return before, before, SIMPLIFY_SKIPPED_EXTERNAL
     import onnxslim
-    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
-    if external:
-        model = onnx.load(str(path))
     slim = onnxslim.slim(model)
-    after = len(slim.graph.node)
-    if external:
-        data_name = path.name + ".data"
-        (path.parent / data_name).unlink(missing_ok=True)
-        onnx.save_model(slim, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data_name, size_threshold=1024)
-    else:
-        onnx.save_model(slim, str(path))
-    return before, after, f"onnxslim {onnxslim.__version__}"
+    onnx.save_model(slim, str(path))
+    return before, len(slim.graph.node), f"onnxslim {onnxslim.__version__}"
 
 
 def _external_data_file(path: Path) -> Path | None:
