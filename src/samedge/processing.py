@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from .model_types import IMAGE_SIZE, LOW_RES_MASK_SIZE, PIXEL_MEAN, PIXEL_STD
+from .model_types import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
 
 
 @dataclass(frozen=True)
@@ -111,5 +111,3 @@ def postprocess_masks(low_res_logits: np.ndarray, geom: ImageGeometry) -> np.nda
     mx = _axis_map(size, geom.model_size, geom.input_hw[1], geom.original_hw[1], low.dtype.name)
     return np.matmul(np.matmul(my, low), mx.T)
 
-
-LOW_RES_SHAPE = (LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE)

@@ -14,7 +14,6 @@ import numpy as np
 
 from ..bundle import load_bundle
 from ..data import SampleImage, bounding_box, largest_instance, point_inside, point_outside
-from ..manifest import GraphInfo
 from ..predictor import SamPredictor
 from .reference import TorchReferencePredictor
 
@@ -116,7 +115,7 @@ def run_parity(sam, bundle_dir: Path, samples: list[SampleImage], thresholds: Pa
                        "embedding_cosine": cosine(ref_emb, our_emb),
                        "embedding_max_abs_error": float(np.max(np.abs(ref_emb - our_emb)))})
         for graph in bundle.manifest.decoders:
-            _pin_decoder(predictor, graph)
+            predictor.pinned_decoder = graph
             plist = prompt_set(sample) if graph.num_points is None else static_prompts(sample, graph.num_points)
             previous: dict[str, np.ndarray] = {}
             for prompt in plist:
@@ -139,7 +138,3 @@ def run_parity(sam, bundle_dir: Path, samples: list[SampleImage], thresholds: Pa
     return {"reference": "PyTorch fp32 eager (official SamPredictor computation)", "backend": "onnxruntime cpu",
             "passed": not failures, "failures": failures, "thresholds": asdict(thresholds),
             "summary": summary, "images": images, "prompts": prompts}
-
-
-def _pin_decoder(predictor: SamPredictor, graph: GraphInfo) -> None:
-    predictor.pinned_decoder = graph

@@ -17,6 +17,7 @@ from ..model_types import (EMBEDDING_SHAPE, IMAGE_SIZE, LOW_RES_MASK_SIZE, MASK_
                            get_spec)
 from ..weights import download_checkpoint, sha256_of
 from .onnx_export import POINTS_DIM, ExportedGraph, export_decoder, export_encoder
+from ..data import NUM_SAMPLE_IMAGES
 from .parity import ParityThresholds, run_parity
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,9 @@ def _validate(cfg: ExportConfig) -> None:
         raise InputError(f"decoder point counts must be in 1..64, got {list(cfg.decoder_points)}")
     if not cfg.dynamic_decoder and not cfg.decoder_points:
         raise InputError("without the dynamic decoder, give at least one static --decoder-points count")
-    if cfg.parity_images < 1:
-        raise InputError("parity needs at least one image (parity_images >= 1)")
+    if not 1 <= cfg.parity_images <= NUM_SAMPLE_IMAGES:
+        raise InputError(f"parity_images must be 1..{NUM_SAMPLE_IMAGES} (the built-in real photos), "
+                         f"got {cfg.parity_images}")
     if cfg.out_dir.exists() and not cfg.overwrite:
         raise InputError(f"{cfg.out_dir} already exists; pass --overwrite to replace it")
 
