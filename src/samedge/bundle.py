@@ -6,6 +6,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from .artifacts import artifact_bytes, artifact_sha256
 from .errors import BundleError
 from .manifest import GraphInfo, Manifest, read_manifest
 
@@ -25,18 +26,24 @@ class Bundle:
     def file(self, graph: GraphInfo) -> Path:
         return self.path / graph.file
 
-    def decoder_for(self, num_points: int | None) -> GraphInfo:
-        """The decoder graph to use for K clicks (a box counts as one); exact static match first."""
-        for g in self.manifest.decoders:
+    def decoder_for(self, num_points: int | None, fmt: str = "onnx", static_only: bool = False,
+                    why_static: str = "") -> GraphInfo:
+        """The decoder graph to use for K clicks (a box counts as one): the exact static match first, else
+        the dynamic graph unless the device needs static shapes (NPU, CoreML). Never pads up to a bigger
+        static graph: extra padding tokens change the output."""
+        _, decoders = self.manifest.graphs_for(fmt)
+        for g in decoders:
             if num_points is not None and g.num_points == num_points:
                 return g
-        for g in self.manifest.decoders:
-            if g.num_points is None:
-                return g
-        supported = sorted(g.num_points for g in self.manifest.decoders if g.num_points is not None)
-        raise BundleError(f"this bundle has only static decoders for {supported} points (a box counts as one); "
-                          f"the prompt needs {num_points}. Re-export with --decoder-points including "
-                          f"{num_points}, or with the dynamic decoder.")
+        if not static_only:
+            for g in decoders:
+                if g.num_points is None:
+                    return g
+        supported = sorted(g.num_points for g in decoders if g.num_points is not None)
+        reason = f" ({why_static} needs static shapes)" if static_only and why_static else ""
+        raise BundleError(f"no {fmt} decoder for {num_points} clicks (a box counts as one){reason}; this bundle's "
+                          f"static {fmt} decoders take {supported} clicks. Re-export with --decoder-points "
+                          f"including {num_points}" + ("" if static_only else ", or with the dynamic decoder") + ".")
 
 
 def load_bundle(path: str | Path, verify_hashes: bool = False, warn_random: bool = True) -> Bundle:
@@ -46,18 +53,18 @@ def load_bundle(path: str | Path, verify_hashes: bool = False, warn_random: bool
         raise BundleError(f"bundle directory {path} does not exist")
     manifest = read_manifest(path)
     for graph in manifest.graphs():
-        for name in filter(None, (graph.file, graph.external_data)):
+        for name, expected in ((graph.file, graph.bytes), (graph.external_data, graph.external_data_bytes)):
+            if name is None:
+                continue
             f = path / name
-            if not f.is_file():
-                raise BundleError(f"bundle {path} is missing {name} ({graph.role}); re-export it")
-        actual = (path / graph.file).stat().st_size
-        if actual != graph.bytes:
-            raise BundleError(f"{path / graph.file} is {actual} bytes but the manifest says {graph.bytes}: "
-                              "the file is truncated, corrupt or from another export")
-        if verify_hashes:
-            from .weights import sha256_of
-            if sha256_of(path / graph.file) != graph.sha256:
-                raise BundleError(f"{path / graph.file} fails its sha256 check against the manifest")
+            if not f.exists():
+                raise BundleError(f"bundle {path} is missing {name} ({graph.format} {graph.role}); re-export it")
+            actual = artifact_bytes(f)
+            if expected is not None and actual != expected:
+                raise BundleError(f"{f} is {actual} bytes but the manifest says {expected}: "
+                                  "the file is truncated, corrupt or from another export")
+        if verify_hashes and artifact_sha256(path / graph.file) != graph.sha256:
+            raise BundleError(f"{path / graph.file} fails its sha256 check against the manifest")
     key = str(path.resolve())
     if warn_random and manifest.weights.is_random and key not in _warned_random:
         _warned_random.add(key)

@@ -1,4 +1,4 @@
-"""Command line: `samedge export` and `samedge run`."""
+"""Command line: `samedge export | convert | fidelity | devices | run`."""
 from __future__ import annotations
 
 import argparse
@@ -41,6 +41,27 @@ def _counts(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated point counts like 1,2,5, got {text!r}") from None
 
 
+def _formats(text: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    bad = [v for v in values if v not in ("onnx", "openvino", "coreml")]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(f"formats are a comma list of onnx, openvino, coreml; got {text!r}")
+    return values
+
+
+BACKEND_CHOICES = ["onnxruntime", "openvino", "coreml", "auto"]
+DEVICE_CHOICES = ["cpu", "gpu", "npu", "auto"]
+PRECISION_CHOICES = ["f32", "bf16", "f16", "default"]
+
+
+def _add_backend_args(p: argparse.ArgumentParser, backend_default: str = "onnxruntime") -> None:
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default=backend_default)
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="cpu")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default=None,
+                   help="inference precision hint (OpenVINO); default f32; 'default' = the backend's own choice")
+    p.add_argument("--threads", type=int, default=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samedge", description="Segment Anything on edge hardware")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -61,8 +82,34 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--opset", type=int, default=18)
     ex.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     ex.add_argument("--parity-images", type=int, default=3, help="real photos used for parity (1-3, default 3)")
+    ex.add_argument("--format", type=_formats, default=("onnx",), metavar="onnx[,openvino][,coreml]",
+                    help="backend formats to write; ONNX is always written (the others are converted from it "
+                         "or checked against it). coreml needs --decoder-points")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     ex.add_argument("--no-progress", action="store_true")
+
+    cv = sub.add_parser("convert", help="add OpenVINO IR and/or CoreML graphs to an existing bundle")
+    cv.add_argument("bundle", type=Path)
+    cv.add_argument("--format", type=_formats, required=True, metavar="openvino[,coreml]")
+    cv.add_argument("--decoder-points", type=_counts, default=None, metavar="K[,K...]",
+                    help="CoreML static decoder click counts (default: the bundle's static decoders)")
+    cv.add_argument("--coreml-precision", choices=["fp16", "fp32"], default="fp16",
+                    help="CoreML compute precision (fp16 keeps LayerNorm/softmax/reductions in fp32)")
+    cv.add_argument("--checkpoint", type=Path, help="the checkpoint a checkpoint bundle was exported from")
+    cv.add_argument("--parity-images", type=int, default=3)
+    cv.add_argument("--overwrite", action="store_true", help="replace graphs of that format already there")
+
+    fi = sub.add_parser("fidelity", help="parity report of one backend x device x precision vs PyTorch fp32")
+    fi.add_argument("bundle", type=Path)
+    _add_backend_args(fi)
+    fi.add_argument("--checkpoint", type=Path, help="the checkpoint a checkpoint bundle was exported from")
+    fi.add_argument("--parity-images", type=int, default=3)
+    fi.add_argument("--min-mask-iou", type=float, default=None, help="override the 0.99 threshold")
+    fi.add_argument("--out", type=Path, default=None,
+                    help="report path (default BUNDLE/fidelity/<backend>-<device>-<precision>.json)")
+
+    dv = sub.add_parser("devices", help="every backend x device usable here, and why not for the rest")
+    dv.add_argument("--json", action="store_true")
 
     run = sub.add_parser("run", help="segment an image with a bundle and write an overlay PNG and the mask")
     run.add_argument("image", help="an image file, or sample:voc / sample:arc2017 for a built-in real photo")
@@ -71,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bg-point", type=_xy, action="append", default=[], metavar="X,Y", help="background point")
     run.add_argument("--box", type=_box, metavar="X0,Y0,X1,Y1")
     run.add_argument("--out", type=Path, required=True, help="overlay PNG; the mask goes beside it as *_mask.png")
-    run.add_argument("--threads", type=int, default=None)
+    _add_backend_args(run)
     return parser
 
 
@@ -81,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     from .bundle import RandomWeightsWarning
     warnings.simplefilter("ignore", RandomWeightsWarning)  # the logger already says it, once
     try:
-        return {"export": _export, "run": _run}[args.command](args)
+        commands = {"export": _export, "convert": _convert, "fidelity": _fidelity, "devices": _devices, "run": _run}
+        return commands[args.command](args)
     except ParityError as exc:
         print(f"error: {exc}", file=sys.stderr)
         print(json.dumps(exc.report.get("summary", {}), indent=2), file=sys.stderr)
@@ -97,7 +145,7 @@ def _export(args) -> int:
     cfg = ExportConfig(model_type=args.model, out_dir=args.out, weights=weights, checkpoint=args.checkpoint,
                        seed=args.seed, opset=args.opset, decoder_points=args.decoder_points,
                        dynamic_decoder=not args.no_dynamic_decoder, simplify=not args.no_simplify,
-                       parity_images=args.parity_images, overwrite=args.overwrite)
+                       parity_images=args.parity_images, overwrite=args.overwrite, formats=args.format)
     if weights == "random":
         log.warning("exporting %s with RANDOM weights (seed %d): masks will be meaningless; "
                     "fidelity and latency figures are real", args.model, args.seed)
@@ -110,6 +158,76 @@ def _export(args) -> int:
           f"max IoU-score error {s['max_score_error']:.2e}, min embedding cosine {s['min_embedding_cosine']:.7f}, "
           f"embedding max abs error {s['max_embedding_abs_error']:.2e}")
     print("export seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in manifest.export["seconds"].items()))
+    _print_converted(manifest)
+    return 0
+
+
+def _print_converted(manifest) -> None:
+    for fmt, conv in manifest.converted.items():
+        size = sum(g.bytes + (g.external_data_bytes or 0) for g in (conv.encoder, *conv.decoders))
+        line = f"{fmt}: {1 + len(conv.decoders)} graphs, {size / 1e6:.1f} MB, {conv.conversion.get('tool')}"
+        parity = conv.conversion.get("parity")
+        if isinstance(parity, dict):
+            s = parity["summary"]
+            line += (f"; parity on {parity['device']} at {parity['precision']}: min mask IoU {s['min_mask_iou']:.5f}, "
+                     f"max score error {s['max_score_error']:.2e}, min embedding cosine "
+                     f"{s['min_embedding_cosine']:.7f}")
+        else:
+            line += f"; parity {parity}"
+        print(line)
+
+
+def _convert(args) -> int:
+    from .export.convert import ConvertConfig, add_formats
+    from .export.coreml_convert import CoreMLConfig
+    formats = tuple(f for f in args.format if f != "onnx")
+    if not formats:
+        raise SamEdgeError("the bundle already has ONNX graphs; convert adds openvino and/or coreml")
+    coreml = None
+    if "coreml" in formats and (args.decoder_points or args.coreml_precision != "fp16"):
+        from .manifest import read_manifest
+        points = args.decoder_points or tuple(g.num_points for g in read_manifest(args.bundle).decoders
+                                              if g.num_points is not None)
+        coreml = CoreMLConfig(points, compute_precision=args.coreml_precision)
+    cfg = ConvertConfig(formats, coreml=coreml, checkpoint=args.checkpoint, parity_images=args.parity_images,
+                        overwrite=args.overwrite)
+    manifest = add_formats(args.bundle, cfg, on_step=lambda s: log.info("%s", s))
+    _print_converted(manifest)
+    return 0
+
+
+def _fidelity(args) -> int:
+    from .errors import ParityError
+    from .export.convert import measure_fidelity, write_fidelity
+    from .export.parity import ParityThresholds
+    thresholds = ParityThresholds() if args.min_mask_iou is None else ParityThresholds(min_mask_iou=args.min_mask_iou)
+    report = measure_fidelity(args.bundle, args.backend, args.device, args.precision, args.checkpoint,
+                              args.parity_images, thresholds)
+    path = write_fidelity(args.bundle, report, args.out)
+    s = report["summary"]
+    print(f"{report['backend']} on {report['device']} ({', '.join(report['executes_on'])}) at {report['precision']}: "
+          f"min mask IoU {s['min_mask_iou']:.5f}, mean {s['mean_mask_iou']:.5f}, max IoU-score error "
+          f"{s['max_score_error']:.2e}, min embedding cosine {s['min_embedding_cosine']:.6f} -> "
+          f"{'PASS' if report['passed'] else 'FAIL: ' + '; '.join(report['failures'])}")
+    print(f"wrote {path}")
+    if not report["passed"]:
+        raise ParityError("fidelity below the thresholds", report)
+    return 0
+
+
+def _devices(args) -> int:
+    from dataclasses import asdict
+
+    from .runtimes import list_devices
+    statuses = list_devices()
+    if args.json:
+        print(json.dumps([asdict(s) for s in statuses], indent=2))
+        return 0
+    width = max(len(f"{s.backend} {s.device}") for s in statuses)
+    for s in statuses:
+        version = f" {s.version.split('-')[0]}" if s.version else ""
+        mark = "yes" if s.available else "no "
+        print(f"{s.backend + ' ' + s.device:<{width}}  {mark}  {s.detail}{' [' + version.strip() + ']' if version else ''}")
     return 0
 
 
@@ -143,7 +261,7 @@ def _run(args) -> int:
 
     from .predictor import SamPredictor
     image = load_image(args.image)
-    predictor = SamPredictor(args.bundle, threads=args.threads)
+    predictor = SamPredictor(args.bundle, args.backend, args.device, threads=args.threads, precision=args.precision)
     points = args.point + args.bg_point
     coords = np.array(points, np.float64) if points else None
     labels = np.array([1] * len(args.point) + [0] * len(args.bg_point)) if points else None
@@ -161,6 +279,9 @@ def _run(args) -> int:
     note = " (RANDOM weights: the mask is meaningless)" if predictor.bundle.manifest.weights.is_random else ""
     print(f"wrote {args.out} and {mask_path}: mask {best} of {len(scores)}, score {scores[best]:.3f}, "
           f"area {mask.mean() * 100:.1f}% of the image{note}")
+    info = predictor.sessions["encoder"].info
+    print(f"ran on {predictor.backend} {predictor.encoder_device} ({', '.join(info.executes_on)}, "
+          f"precision {info.precision})")
     return 0
 
 

@@ -9,7 +9,9 @@ from typing import Any
 from .errors import BundleError, ManifestVersionError
 
 FORMAT_NAME = "samedge-bundle"
-FORMAT_VERSION = 1
+# 2 added converted formats (OpenVINO IR, CoreML) and the size of external data; 1 is still read.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST_FILE = "manifest.json"
 
 
@@ -23,8 +25,8 @@ class TensorSpec:
 @dataclass(frozen=True)
 class GraphInfo:
     role: str  # "encoder" | "decoder"
-    file: str
-    format: str  # "onnx"
+    file: str  # relative to the bundle; a directory for CoreML's .mlpackage
+    format: str  # "onnx" | "openvino" | "coreml"
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     bytes: int
@@ -34,6 +36,7 @@ class GraphInfo:
     # (K clicks plus the padding point, or K-1 clicks plus a box's two corners).
     num_points: int | None = None
     simplify: dict[str, Any] = field(default_factory=dict)
+    external_data_bytes: int | None = None
 
     @property
     def graph_point_rows(self) -> int | None:
@@ -53,6 +56,14 @@ class WeightsInfo:
 
 
 @dataclass(frozen=True)
+class ConvertedGraphs:
+    """The same encoder and decoders in another backend's format (e.g. OpenVINO IR under openvino/)."""
+    encoder: GraphInfo
+    decoders: tuple[GraphInfo, ...]
+    conversion: dict[str, Any] = field(default_factory=dict)  # tool versions, options, precision policy, timings
+
+
+@dataclass(frozen=True)
 class Manifest:
     model_type: str
     weights: WeightsInfo
@@ -67,6 +78,7 @@ class Manifest:
     decoders: tuple[GraphInfo, ...]
     export: dict[str, Any] = field(default_factory=dict)  # tool versions, opset, timings
     parity: dict[str, Any] = field(default_factory=dict)  # fidelity measured at export
+    converted: dict[str, ConvertedGraphs] = field(default_factory=dict)  # format name -> graphs
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -74,12 +86,33 @@ class Manifest:
         return json.dumps(asdict(self), indent=2, sort_keys=False)
 
     def write(self, directory: Path) -> Path:
+        """Write atomically (temp file + rename): a reader never sees half a manifest."""
         path = Path(directory) / MANIFEST_FILE
-        path.write_text(self.to_json() + "\n")
+        tmp = path.with_name(f".{MANIFEST_FILE}.tmp")
+        tmp.write_text(self.to_json() + "\n")
+        tmp.replace(path)
         return path
 
     def graphs(self) -> tuple[GraphInfo, ...]:
-        return (self.encoder, *self.decoders)
+        """Every graph file in the bundle, in every format."""
+        out = [self.encoder, *self.decoders]
+        for conv in self.converted.values():
+            out += [conv.encoder, *conv.decoders]
+        return tuple(out)
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        return ("onnx", *self.converted)
+
+    def graphs_for(self, fmt: str) -> tuple[GraphInfo, tuple[GraphInfo, ...]]:
+        """(encoder, decoders) in one format; BundleError naming the command that adds a missing one."""
+        if fmt == "onnx":
+            return self.encoder, self.decoders
+        if fmt not in self.converted:
+            raise BundleError(f"this bundle has no {fmt} graphs (it has: {', '.join(self.formats)}); add them with "
+                              f"`samedge convert BUNDLE --format {fmt}` or export with --format {fmt}")
+        conv = self.converted[fmt]
+        return conv.encoder, conv.decoders
 
 
 def _tensor(d: dict) -> TensorSpec:
@@ -98,14 +131,18 @@ def manifest_from_dict(d: dict, source: str = "manifest") -> Manifest:
         raise BundleError(f"{source} is not a samedge bundle manifest (format={d.get('format')!r}, "
                           f"expected {FORMAT_NAME!r})")
     version = d.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ManifestVersionError(f"{source} has format_version {version!r}; this samedge (reads version "
-                                   f"{FORMAT_VERSION}) cannot read it. Re-export the bundle or upgrade samedge.")
+    if version not in READABLE_VERSIONS:
+        raise ManifestVersionError(f"{source} has format_version {version!r}; this samedge reads versions "
+                                   f"{list(READABLE_VERSIONS)}. Re-export the bundle or upgrade samedge.")
     try:
         d = dict(d)
         d["weights"] = WeightsInfo(**d["weights"])
         d["encoder"] = _graph(d["encoder"])
         d["decoders"] = tuple(_graph(g) for g in d["decoders"])
+        d["converted"] = {fmt: ConvertedGraphs(_graph(c["encoder"]), tuple(_graph(g) for g in c["decoders"]),
+                                               c.get("conversion", {}))
+                          for fmt, c in d.get("converted", {}).items()}
+        d["format_version"] = FORMAT_VERSION  # a v1 manifest is a v2 manifest with nothing converted
         for key in ("pixel_mean", "pixel_std", "embedding_shape"):
             d[key] = tuple(d[key])
         return Manifest(**d)

@@ -1,16 +1,26 @@
-"""SamPredictor: the official predictor's API on top of an exported bundle. No backend code here."""
+"""SamPredictor: the official predictor's API on top of an exported bundle, on any backend and device.
+
+No backend code here: sessions come from samedge.runtimes. The encoder and the decoders may run on
+different devices (e.g. encoder on the NPU, decoder on the CPU).
+"""
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from . import processing
 from .bundle import Bundle, load_bundle
+from .embedding_cache import EmbeddingCache, ImageEmbedding, image_key
 from .errors import InputError, SamEdgeError
 from .manifest import GraphInfo
-from .runtimes import Session, open_session
+from .runtimes import Session, SessionOptions, backend_module, check_device, open_session
+from .runtimes.selection import Choice, choose
 from .validation import check_box, check_image, check_mask_input, check_points
 
 log = logging.getLogger(__name__)
@@ -21,57 +31,174 @@ class NoImageError(SamEdgeError, RuntimeError):
 
 
 class SamPredictor:
-    """Drop-in for segment_anything.SamPredictor: set_image(), then predict() as often as you like."""
+    """Drop-in for segment_anything.SamPredictor: set_image(), then predict() as often as you like.
 
-    def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", threads: int | None = None) -> None:
+    backend: onnxruntime | openvino | coreml | auto; device: cpu | gpu | npu | auto (see
+    samedge.runtimes.selection for what auto prefers). encoder_device / decoder_device override device
+    for one graph. embedding_cache_size: how many image embeddings to keep (LRU by image content; 0 off).
+    """
+
+    def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", device: str = "cpu", *,
+                 encoder_device: str | None = None, decoder_device: str | None = None,
+                 threads: int | None = None, precision: str | None = None, cache_dir: str | Path | None = None,
+                 options: SessionOptions | None = None, embedding_cache_size: int = 4) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        self.backend = backend
-        self._threads = threads
-        m = self.bundle.manifest
-        self._encoder = self._open(m.encoder)
+        base = options or SessionOptions()
+        self.options = replace(base, threads=threads if threads is not None else base.threads,
+                               precision=precision if precision is not None else base.precision,
+                               cache_dir=Path(cache_dir) if cache_dir is not None else base.cache_dir)
+        formats = self.bundle.manifest.formats
+        enc = choose(backend, check_device(encoder_device or device), formats)
+        dec = choose(enc.backend if backend == "auto" else backend, check_device(decoder_device or device), formats)
+        self.backend = enc.backend
+        self.encoder_device, self.decoder_device = enc.device, dec.device
+        self.choices: dict[str, Choice] = {"encoder": enc, "decoder": dec}
+        for role, c in self.choices.items():
+            log.info("%s: %s on %s (%s)%s", role, c.backend, c.device, c.reason,
+                     "; skipped " + "; ".join(c.skipped) if c.skipped else "")
+        module = backend_module(self.backend)
+        self.format = module.FORMAT
+        encoder_graph, _ = self.bundle.manifest.graphs_for(self.format)  # BundleError naming the fix if absent
+        self._static_decoders = module.needs_static_shapes(self.decoder_device)
+        self._encoder = self._open(encoder_graph, self.encoder_device)
         self._decoders: dict[str, Session] = {}
         # Parity checks pin one decoder graph; normal use picks per prompt (Bundle.decoder_for).
         self.pinned_decoder: GraphInfo | None = None
-        self.reset_image()
+        self.embedding_cache = EmbeddingCache(embedding_cache_size)
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._generation = 0  # bumped by every set_image*/reset; a stale async result never overwrites a newer one
+        self._applied_generation = 0
+        self._current: ImageEmbedding | None = None
 
     @classmethod
-    def from_bundle(cls, path: str | Path, backend: str = "onnxruntime", threads: int | None = None) -> "SamPredictor":
-        return cls(path, backend=backend, threads=threads)
+    def from_bundle(cls, path: str | Path, backend: str = "onnxruntime", device: str = "cpu", *,
+                    encoder_device: str | None = None, decoder_device: str | None = None,
+                    **kwargs) -> "SamPredictor":
+        return cls(path, backend, device, encoder_device=encoder_device, decoder_device=decoder_device, **kwargs)
 
-    def _open(self, graph: GraphInfo) -> Session:
-        return open_session(str(self.bundle.file(graph)), self.backend, threads=self._threads)
+    def _open(self, graph: GraphInfo, device: str) -> Session:
+        return open_session(self.bundle.file(graph), self.backend, device, self.options)
+
+    @property
+    def static_decoders(self) -> bool:
+        """True where the decoder device compiles fixed shapes only (NPU, CoreML): static-point graphs."""
+        return self._static_decoders
+
+    @property
+    def sessions(self) -> dict[str, Session]:
+        """Open sessions by graph file; each has .info saying what actually runs (providers, precision)."""
+        return {"encoder": self._encoder, **self._decoders}
 
     # -- image -----------------------------------------------------------------------------------
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Encode an image (or take its embedding from the cache) and make it the current one."""
         image = check_image(image, image_format)
+        generation = self._next_generation()
+        self._apply(self._encode(image, image_format), generation)
+
+    def set_image_async(self, image: np.ndarray, image_format: str = "RGB") -> Future[ImageEmbedding]:
+        """Start encoding on a background thread and return at once; predict() keeps using the previous
+        image until this one is ready, then switches to it (unless a newer set_image* came first).
+        The image is validated now and copied, so the caller may reuse its frame buffer."""
+        image = np.array(check_image(image, image_format), copy=True)
+        generation = self._next_generation()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samedge-encoder")
+
+        def work() -> ImageEmbedding:
+            item = self._encode(image, image_format)
+            self._apply(item, generation)
+            return item
+        return self._executor.submit(work)
+
+    def _encode(self, image: np.ndarray, image_format: str) -> ImageEmbedding:
+        key = image_key(image, image_format) if self.embedding_cache.capacity else None
+        cached = self.embedding_cache.get(key) if key else None
+        if cached is not None:
+            return replace(cached, encode_ms=0.0, from_cache=True)
+        t0 = time.perf_counter()
         if image_format == "BGR":
             image = np.ascontiguousarray(image[..., ::-1])
         m = self.bundle.manifest
         model_input, geom = processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std)
-        outputs = self._encoder.run({m.encoder.inputs[0].name: model_input})
-        self.set_image_embedding(outputs[m.encoder.outputs[0].name], geom)
+        outputs = self._encoder.run({self._encoder.input_names[0]: model_input})
+        item = ImageEmbedding(self._check_embedding(outputs[self._encoder.output_names[0]]), geom, key,
+                              (time.perf_counter() - t0) * 1e3)
+        self.embedding_cache.put(item)
+        return item
 
-    def set_image_embedding(self, embedding: np.ndarray, geometry: processing.ImageGeometry) -> None:
+    def _next_generation(self) -> int:
+        with self._lock:
+            self._generation += 1
+            return self._generation
+
+    def _apply(self, item: ImageEmbedding, generation: int) -> None:
+        with self._lock:
+            if generation > self._applied_generation:
+                self._applied_generation = generation
+                self._current = item
+
+    def _check_embedding(self, embedding: np.ndarray) -> np.ndarray:
         expected = tuple(self.bundle.manifest.embedding_shape)
-        if embedding.shape != expected or embedding.dtype != np.float32:
-            raise InputError(f"embedding must be float32 {expected}, got {embedding.shape} {embedding.dtype}")
-        self.features = embedding
-        self.geometry = geometry
-        self.original_size = geometry.original_hw
-        self.input_size = geometry.input_hw
-        self.is_image_set = True
+        if not isinstance(embedding, np.ndarray) or embedding.shape != expected or embedding.dtype != np.float32:
+            got = f"{embedding.shape} {embedding.dtype}" if isinstance(embedding, np.ndarray) else type(embedding)
+            raise InputError(f"embedding must be a float32 array of shape {expected}, got {got}")
+        if not np.isfinite(embedding).all():
+            raise InputError("embedding contains NaN or Inf")
+        return embedding
+
+    def set_image_embedding(self, embedding: np.ndarray | ImageEmbedding,
+                            geometry: processing.ImageGeometry | None = None) -> None:
+        """Reuse an embedding from get_image_embedding() / an earlier frame (with the image's geometry)."""
+        if isinstance(embedding, ImageEmbedding):
+            item = embedding
+        else:
+            if geometry is None:
+                raise InputError("set_image_embedding(array) needs the image's geometry "
+                                 "(predictor.geometry when the embedding was taken), or pass an ImageEmbedding")
+            item = ImageEmbedding(self._check_embedding(embedding), geometry)
+        self._apply(item, self._next_generation())
 
     def get_image_embedding(self) -> np.ndarray:
-        if not self.is_image_set:
-            raise NoImageError("an image must be set with .set_image(...) before the embedding exists")
-        return self.features
+        return self._require_image().embedding
+
+    @property
+    def current(self) -> ImageEmbedding | None:
+        """The image embedding predict() uses now (None before set_image)."""
+        return self._current
 
     def reset_image(self) -> None:
-        self.is_image_set = False
-        self.features: np.ndarray | None = None
-        self.geometry: processing.ImageGeometry | None = None
-        self.original_size: tuple[int, int] | None = None
-        self.input_size: tuple[int, int] | None = None
+        """Forget the current image; a set_image_async() still running will not bring it back."""
+        with self._lock:
+            self._generation += 1
+            self._applied_generation = self._generation
+            self._current = None
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def __enter__(self) -> "SamPredictor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # The official predictor's attributes, read from the current image.
+    is_image_set = property(lambda self: self._current is not None)
+    features = property(lambda self: None if self._current is None else self._current.embedding)
+    geometry = property(lambda self: None if self._current is None else self._current.geometry)
+    original_size = property(lambda self: None if self._current is None else self._current.geometry.original_hw)
+    input_size = property(lambda self: None if self._current is None else self._current.geometry.input_hw)
+
+    def _require_image(self) -> ImageEmbedding:
+        current = self._current
+        if current is None:
+            raise NoImageError("an image must be set with .set_image(...) first (or set_image_async(...) must "
+                               "have finished)")
+        return current
 
     # -- prompts ---------------------------------------------------------------------------------
     def predict(self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
@@ -82,50 +209,59 @@ class SamPredictor:
 
         C is 3 with multimask_output, else 1, exactly as in the official predictor.
         """
-        if not self.is_image_set:
-            raise NoImageError("an image must be set with .set_image(...) before mask prediction")
+        current = self._require_image()  # read once: an async switch mid-call cannot mix two images
         m = self.bundle.manifest
-        coords, labels = self._prompt_rows(point_coords, point_labels, box)
+        coords, labels = self._prompt_rows(point_coords, point_labels, box, current.geometry)
         if mask_input is not None:
             mask = check_mask_input(mask_input, m.low_res_mask_size)[None]
             has_mask = np.ones(1, np.float32)
         else:
             mask = np.zeros((1, 1, m.low_res_mask_size, m.low_res_mask_size), np.float32)
             has_mask = np.zeros(1, np.float32)
-        low_res, scores = self._decode(coords, labels, mask, has_mask)
+        low_res, scores = self._decode(current.embedding, coords, labels, mask, has_mask)
         sl = slice(1, None) if multimask_output else slice(0, 1)
         low_res, scores = low_res[0, sl], scores[0, sl]
-        masks = processing.postprocess_masks(low_res, self.geometry)
+        masks = processing.postprocess_masks(low_res, current.geometry)
         if not return_logits:
             masks = masks > m.mask_threshold
         return masks, scores, low_res
 
-    def _prompt_rows(self, point_coords, point_labels, box) -> tuple[np.ndarray, np.ndarray]:
+    @staticmethod
+    def _prompt_rows(point_coords, point_labels, box, geometry) -> tuple[np.ndarray, np.ndarray]:
         """User prompts -> decoder rows in the resized frame: points, then box corners (2, 3), or a
         padding point (-1) when there is no box, exactly as the official prompt encoder builds them."""
         if point_coords is None and point_labels is None and box is None:
             raise InputError("give at least one prompt: point_coords with point_labels, and/or box")
         rows, labels = [], []
         if point_coords is not None or point_labels is not None:
-            c, lab = check_points(point_coords, point_labels, self.original_size)
-            rows.append(processing.transform_coords(c, self.geometry))
+            c, lab = check_points(point_coords, point_labels, geometry.original_hw)
+            rows.append(processing.transform_coords(c, geometry))
             labels.append(lab)
         if box is not None:
-            b = check_box(box, self.original_size)
-            rows.append(processing.transform_boxes(b, self.geometry).reshape(2, 2))
+            b = check_box(box, geometry.original_hw)
+            rows.append(processing.transform_boxes(b, geometry).reshape(2, 2))
             labels.append(np.array([2, 3], np.float32))
         else:
             rows.append(np.zeros((1, 2), np.float32))
             labels.append(np.array([-1], np.float32))
         return np.concatenate(rows)[None].astype(np.float32), np.concatenate(labels)[None].astype(np.float32)
 
-    def _decode(self, coords: np.ndarray, labels: np.ndarray, mask: np.ndarray,
+    def decoder_graph(self, num_clicks: int) -> GraphInfo:
+        """The decoder graph a prompt of num_clicks clicks (a box counts as one) would use."""
+        if self.pinned_decoder is not None:
+            return self.pinned_decoder
+        why = f"{self.backend} on {self.decoder_device}" if self._static_decoders else ""
+        return self.bundle.decoder_for(num_clicks, self.format, static_only=self._static_decoders, why_static=why)
+
+    def _decode(self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, mask: np.ndarray,
                 has_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        graph = self.pinned_decoder or self.bundle.decoder_for(coords.shape[1] - 1)
+        graph = self.decoder_graph(coords.shape[1] - 1)
+        if graph.num_points is not None and graph.graph_point_rows != coords.shape[1]:
+            raise InputError(f"decoder {graph.file} takes {graph.num_points} clicks ({graph.graph_point_rows} rows); "
+                             f"this prompt has {coords.shape[1] - 1}")
         session = self._decoders.get(graph.file)
         if session is None:
-            session = self._decoders[graph.file] = self._open(graph)
-        names = [t.name for t in graph.inputs]
-        feeds = dict(zip(names, (self.features, coords, labels, mask, has_mask)))
+            session = self._decoders[graph.file] = self._open(graph, self.decoder_device)
+        feeds = dict(zip(session.input_names, (embedding, coords, labels, mask, has_mask)))
         out = session.run(feeds)
-        return out[graph.outputs[0].name], out[graph.outputs[1].name]
+        return out[session.output_names[0]], out[session.output_names[1]]

@@ -15,6 +15,7 @@ import numpy as np
 from ..bundle import load_bundle
 from ..data import SampleImage, bounding_box, largest_instance, point_inside, point_outside
 from ..predictor import SamPredictor
+from ..runtimes import SessionOptions
 from .reference import TorchReferencePredictor
 
 log = logging.getLogger(__name__)
@@ -100,11 +101,14 @@ def _compare(reference: TorchReferencePredictor, predictor: SamPredictor, prompt
 
 
 def run_parity(sam, bundle_dir: Path, samples: list[SampleImage], thresholds: ParityThresholds,
-               on_step: Callable[[str], None] = lambda s: None) -> dict:
-    """Reference vs bundle (ONNX Runtime) on every sample and prompt, for every decoder graph."""
+               on_step: Callable[[str], None] = lambda s: None, backend: str = "onnxruntime", device: str = "cpu",
+               options: SessionOptions | None = None) -> dict:
+    """Reference vs bundle on one backend/device, on every sample and prompt, for every decoder graph
+    of that backend's format."""
     bundle = load_bundle(bundle_dir, warn_random=False)  # the exporter already says the weights are random
     reference = TorchReferencePredictor(sam)
-    predictor = SamPredictor(bundle)
+    predictor = SamPredictor(bundle, backend, device, options=options, embedding_cache_size=0)
+    _, decoders = bundle.manifest.graphs_for(predictor.format)
     images, prompts = [], []
     for sample in samples:
         on_step(f"parity {sample.name}")
@@ -114,7 +118,9 @@ def run_parity(sam, bundle_dir: Path, samples: list[SampleImage], thresholds: Pa
         images.append({"image": sample.name, "shape": list(sample.rgb.shape),
                        "embedding_cosine": cosine(ref_emb, our_emb),
                        "embedding_max_abs_error": float(np.max(np.abs(ref_emb - our_emb)))})
-        for graph in bundle.manifest.decoders:
+        for graph in decoders:
+            if graph.num_points is None and predictor.static_decoders:
+                continue  # a static-shape device (NPU, CoreML) cannot run the dynamic decoder
             predictor.pinned_decoder = graph
             plist = prompt_set(sample) if graph.num_points is None else static_prompts(sample, graph.num_points)
             previous: dict[str, np.ndarray] = {}
@@ -135,6 +141,9 @@ def run_parity(sam, bundle_dir: Path, samples: list[SampleImage], thresholds: Pa
         failures.append(f"embedding cosine {summary['min_embedding_cosine']:.6f} < {thresholds.min_embedding_cosine}")
     if summary["max_score_error"] > thresholds.max_score_error:
         failures.append(f"IoU-score error {summary['max_score_error']:.4g} > {thresholds.max_score_error}")
-    return {"reference": "PyTorch fp32 eager (official SamPredictor computation)", "backend": "onnxruntime cpu",
+    info = predictor.sessions["encoder"].info
+    return {"reference": "PyTorch fp32 eager (official SamPredictor computation)",
+            "backend": backend, "device": predictor.encoder_device, "precision": info.precision,
+            "executes_on": list(info.executes_on), "backend_version": info.version,
             "passed": not failures, "failures": failures, "thresholds": asdict(thresholds),
             "summary": summary, "images": images, "prompts": prompts}

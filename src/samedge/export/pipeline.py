@@ -37,6 +37,9 @@ class ExportConfig:
     parity_images: int = 3
     thresholds: ParityThresholds = field(default_factory=ParityThresholds)
     overwrite: bool = False
+    # Backend formats beside ONNX (always exported: every other format is converted from it or checked
+    # against it): "openvino" (IR) and/or "coreml" (.mlpackage, static decoders = decoder_points).
+    formats: tuple[str, ...] = ()
 
 
 def _validate(cfg: ExportConfig) -> None:
@@ -52,6 +55,11 @@ def _validate(cfg: ExportConfig) -> None:
     if not 1 <= cfg.parity_images <= NUM_SAMPLE_IMAGES:
         raise InputError(f"parity_images must be 1..{NUM_SAMPLE_IMAGES} (the built-in real photos), "
                          f"got {cfg.parity_images}")
+    bad = [f for f in cfg.formats if f not in ("onnx", "openvino", "coreml")]
+    if bad:
+        raise InputError(f"unknown format(s) {bad}; allowed: onnx, openvino, coreml")
+    if "coreml" in cfg.formats and not cfg.decoder_points:
+        raise InputError("CoreML needs static decoders: give --decoder-points (e.g. 1,2,5) with --format coreml")
     if cfg.out_dir.exists() and not cfg.overwrite:
         raise InputError(f"{cfg.out_dir} already exists; pass --overwrite to replace it")
 
@@ -88,6 +96,7 @@ def _graph_info(role: str, exported: ExportedGraph, num_points: int | None = Non
     return GraphInfo(role=role, file=exported.path.name, format="onnx", inputs=inputs, outputs=outputs,
                      bytes=exported.path.stat().st_size, sha256=sha256_of(exported.path),
                      external_data=exported.external_data.name if exported.external_data else None,
+                     external_data_bytes=exported.external_data.stat().st_size if exported.external_data else None,
                      num_points=num_points,
                      simplify={"tool": exported.simplifier, "nodes_before": exported.nodes_before,
                                "nodes_after": exported.nodes_after})
@@ -155,6 +164,16 @@ def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
         manifest.write(work)
         if not report["passed"]:
             raise ParityError(f"{cfg.model_type} export failed parity: {'; '.join(report['failures'])}", report)
+        extra = tuple(f for f in cfg.formats if f != "onnx")
+        if extra:
+            from .convert import ConvertConfig, add_formats
+            t0 = time.perf_counter()
+            manifest = add_formats(work, ConvertConfig(extra, parity_images=cfg.parity_images,
+                                                       thresholds=cfg.thresholds), sam=sam,
+                                   on_step=bar.set_postfix_str)
+            timings["convert " + ",".join(extra)] = round(time.perf_counter() - t0, 2)
+            manifest = Manifest(**{**manifest.__dict__, "export": {**manifest.export, "seconds": timings}})
+            manifest.write(work)
         if cfg.out_dir.exists():
             shutil.rmtree(cfg.out_dir)
         work.rename(cfg.out_dir)

@@ -1,22 +1,109 @@
-"""Inference backends behind one small Session protocol. Numpy plus the chosen backend; never torch."""
+"""Inference backends behind one small Session protocol. Numpy plus the chosen backend; never torch.
+
+Each backend is a module here (onnxruntime, openvino, coreml), imported only when first used. A module
+provides FORMAT (the bundle format it reads), EXTRA (the pip extra that installs it),
+probe() -> list[DeviceStatus], resolve_auto() -> (device, why), needs_static_shapes(device) and
+open_session(path, device, options).
+"""
 from __future__ import annotations
 
-from typing import Protocol
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
 
 import numpy as np
+
+from ..errors import InputError
+
+BACKENDS = ("onnxruntime", "openvino", "coreml")
+DEVICES = ("cpu", "gpu", "npu")
+PRECISIONS = ("f32", "bf16", "f16", "default")  # "default": no hint, whatever the backend picks (recorded)
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """Options every backend understands; a backend ignores none silently (see each open_session)."""
+    threads: int | None = None  # intra-op threads; None = the backend's default (all cores)
+    # Inference precision hint. None = f32 everywhere (exact parity); "default" = the backend's own
+    # choice, which for OpenVINO on CPUs with AMX / AVX512-bf16 is bf16: faster, measurably less faithful.
+    precision: str | None = None
+    cache_dir: Path | None = None  # ORT optimized-model cache / OpenVINO compiled-model cache
+    optimization_level: str = "all"  # ORT graph optimisation: disable | basic | extended | all
+    provider: str | None = None  # ORT: force one execution provider (e.g. TensorrtExecutionProvider)
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise InputError(f"threads must be a positive integer or None, got {self.threads!r}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {PRECISIONS} or None, got {self.precision!r}")
+        if self.optimization_level not in ("disable", "basic", "extended", "all"):
+            raise InputError("optimization_level must be disable, basic, extended or all, "
+                             f"got {self.optimization_level!r}")
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What actually runs, as the backend reports it (not what was asked for)."""
+    backend: str
+    device: str
+    version: str
+    executes_on: tuple[str, ...]  # ORT providers / OpenVINO execution devices / CoreML compute units
+    precision: str  # the inference precision actually used
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. nodes per execution provider
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    backend: str
+    device: str
+    available: bool
+    detail: str  # what would run (provider, device name) or why it cannot
+    version: str | None = None
 
 
 class Session(Protocol):
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
+    input_shapes: tuple[tuple[int | str, ...], ...]
+    info: SessionInfo
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ...
 
 
-def open_session(path: str, backend: str = "onnxruntime", **options) -> Session:
-    if backend == "onnxruntime":
-        from .onnxruntime import OrtSession
-        return OrtSession(path, **options)
-    from ..errors import InputError
-    raise InputError(f"unknown backend {backend!r}; allowed here: onnxruntime")
+def check_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)} (or auto in SamPredictor)")
+    return backend
+
+
+def check_device(device: str) -> str:
+    if device not in (*DEVICES, "auto"):
+        raise InputError(f"unknown device {device!r}; allowed: {', '.join(DEVICES)} or auto")
+    return device
+
+
+def resolve_device(backend: str, device: str) -> tuple[str, str]:
+    """(device, why): 'auto' becomes the backend's best device here (OpenVINO and CoreML keep their own
+    AUTO / ALL scheduling); a named device is checked and kept."""
+    if check_device(device) != "auto":
+        return device, "asked for"
+    return backend_module(backend).resolve_auto()
+
+
+def backend_module(backend: str) -> ModuleType:
+    """The backend's module; importing it does not import the backend's library (that happens on use)."""
+    return importlib.import_module(f".{check_backend(backend)}", __name__)
+
+
+def open_session(path: str | Path, backend: str = "onnxruntime", device: str = "cpu",
+                 options: SessionOptions | None = None) -> Session:
+    device, _ = resolve_device(backend, device)
+    return backend_module(backend).open_session(Path(path), device, options or SessionOptions())
+
+
+def list_devices() -> list[DeviceStatus]:
+    """Every backend x device pair: usable here (with what runs) or why not. Never raises."""
+    return [status for name in BACKENDS for status in backend_module(name).probe()]

@@ -1,0 +1,146 @@
+"""OpenVINO backend: reads the bundle's IR (openvino/*.xml), devices CPU / GPU / NPU / AUTO.
+
+The inference precision is explicit: samedge asks for f32 unless told otherwise, because OpenVINO's
+CPU plugin silently runs bf16 on CPUs with AMX or AVX512-bf16. What the plugin actually uses is
+read back and recorded in SessionInfo.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, BundleError
+from . import DEVICES, DeviceStatus, SessionInfo, SessionOptions
+
+log = logging.getLogger(__name__)
+FORMAT = "openvino"
+EXTRA = "openvino"
+OV_DEVICE = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU", "auto": "AUTO"}
+_core = None
+
+
+def _import_ov():
+    try:
+        import openvino
+    except ImportError as exc:
+        raise BackendUnavailableError(f"the openvino backend needs the openvino package: pip install 'samedge[{EXTRA}]'"
+                                      ) from exc
+    return openvino
+
+
+def core():
+    global _core
+    if _core is None:
+        _core = _import_ov().Core()
+    return _core
+
+
+def needs_static_shapes(device: str) -> bool:
+    # the NPU plugin compiles fixed shapes only; AUTO may pick the NPU where one exists
+    return device == "npu" or (device == "auto" and any(d.startswith("NPU") for d in core().available_devices))
+
+
+def _device_name(device: str) -> str:
+    name = OV_DEVICE[device]
+    if name == "AUTO":
+        return name
+    present = core().available_devices
+    if not any(d == name or d.startswith(name + ".") for d in present):
+        raise BackendUnavailableError(f"OpenVINO sees no {name} device here (available: {', '.join(present)}); "
+                                      f"{device} needs the device and its OpenVINO driver")
+    return name
+
+
+class OpenVinoSession:
+    def __init__(self, path: Path, device: str = "cpu", options: SessionOptions | None = None) -> None:
+        ov = _import_ov()
+        options = options or SessionOptions()
+        name = _device_name(device)
+        precision = options.precision or "f32"
+        per_device: dict[str, str] = {} if precision == "default" else {"INFERENCE_PRECISION_HINT": precision}
+        if options.threads:
+            per_device["INFERENCE_NUM_THREADS"] = str(options.threads)  # CPU plugin only
+        if name == "AUTO":  # AUTO takes per-device settings and forwards them to what it picks
+            config: dict = {"DEVICE_PROPERTIES": {
+                d: {k: v for k, v in per_device.items() if d.startswith("CPU") or k != "INFERENCE_NUM_THREADS"}
+                for d in core().available_devices}}
+        else:
+            config = {k: v for k, v in per_device.items() if k != "INFERENCE_NUM_THREADS"}
+            if options.threads and name == "CPU":
+                config["INFERENCE_NUM_THREADS"] = str(options.threads)
+        if options.cache_dir is not None:
+            Path(options.cache_dir).mkdir(parents=True, exist_ok=True)
+            config["CACHE_DIR"] = str(options.cache_dir)
+        try:
+            model = core().read_model(str(path))
+        except Exception as exc:
+            raise BundleError(f"OpenVINO cannot read {path}: {type(exc).__name__}: {exc}. The IR is corrupt or "
+                              "incomplete (the .xml needs its .bin); re-run `samedge convert --format openvino`.") from exc
+        if needs_static_shapes(device) and any(p.get_partial_shape().is_dynamic for p in model.inputs):
+            raise BundleError(f"{path.name} has dynamic input shapes, which the {name} plugin cannot compile; "
+                              "use a static-point decoder (export with --decoder-points)")
+        try:
+            self._compiled = core().compile_model(model, name, config)
+        except Exception as exc:
+            raise BackendUnavailableError(f"OpenVINO could not compile {path.name} for {name}: "
+                                          f"{type(exc).__name__}: {exc}") from exc
+        self._request = self._compiled.create_infer_request()
+        self._lock = threading.Lock()  # one infer request is not re-entrant
+        self.input_names = tuple(p.get_any_name() for p in self._compiled.inputs)
+        self.output_names = tuple(p.get_any_name() for p in self._compiled.outputs)
+        self.input_shapes = tuple(tuple(d.get_length() if d.is_static else "?" for d in p.get_partial_shape())
+                                  for p in self._compiled.inputs)
+        # AUTO cannot report the precision; it forwards the per-device hint, so the request is what runs.
+        used = f"{precision} (requested; AUTO does not report it)" if name == "AUTO" else _precision_name(
+            self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        executes = tuple(self._compiled.get_property("EXECUTION_DEVICES"))
+        self.info = SessionInfo("openvino", device, ov.__version__, executes, used,
+                                {"requested_precision": precision,
+                                 "cache_dir": config.get("CACHE_DIR"), "threads": options.threads})
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self._lock:
+            results = self._request.infer(feeds)
+            # copy: the request reuses its output buffers on the next call
+            return {name: np.array(results[port]) for name, port in zip(self.output_names, self._compiled.outputs)}
+
+
+def _precision_name(element_type) -> str:
+    """An openvino.Type (or its name) -> 'f32' / 'bf16' / 'f16'."""
+    return element_type.get_type_name() if hasattr(element_type, "get_type_name") else str(element_type)
+
+
+def resolve_auto() -> tuple[str, str]:
+    return "auto", f"OpenVINO's AUTO plugin chooses among {', '.join(core().available_devices)}"
+
+
+def open_session(path: Path, device: str, options: SessionOptions) -> OpenVinoSession:
+    return OpenVinoSession(path, device, options)
+
+
+def default_cpu_precision() -> str:
+    """What OpenVINO's CPU plugin would run with no hint (bf16 on AMX / AVX512-bf16 CPUs)."""
+    return _precision_name(core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
+
+
+def probe() -> list[DeviceStatus]:
+    try:
+        ov = _import_ov()
+        present = core().available_devices
+    except BackendUnavailableError as exc:
+        return [DeviceStatus("openvino", d, False, f"library missing: {exc}") for d in DEVICES]
+    out = []
+    for device in DEVICES:
+        try:
+            name = _device_name(device)
+            match = next(d for d in present if d == name or d.startswith(name + "."))
+            detail = f"{match}: {core().get_property(match, 'FULL_DEVICE_NAME')}"
+            if device == "cpu":
+                detail += f" (default precision {default_cpu_precision()}; samedge asks for f32 unless told)"
+            out.append(DeviceStatus("openvino", device, True, detail, ov.__version__))
+        except BackendUnavailableError as exc:
+            out.append(DeviceStatus("openvino", device, False, str(exc), ov.__version__))
+    return out
