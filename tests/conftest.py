@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,13 @@ def tiny_bundle(tmp_path_factory) -> Path:
 def reference(tiny_model):
     from samedge.export.reference import TorchReferencePredictor
     return TorchReferencePredictor(tiny_model)
+
+
+@pytest.fixture(scope="session")
+def multi_bundle(tiny_bundle, tmp_path_factory) -> Path:
+    """The tiny bundle with OpenVINO IR (parity-gated at f32) and CoreML packages added."""
+    out = tmp_path_factory.mktemp("multi") / "tiny"
+    from samedge.export.convert import ConvertConfig, add_formats
+    shutil.copytree(tiny_bundle, out)
+    add_formats(out, ConvertConfig(("openvino", "coreml"), parity_images=1))
+    return out

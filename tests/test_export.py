@@ -126,8 +126,25 @@ def test_checkpoint_export_records_its_sha(tmp_path):
 
 
 def test_full_size_mobile_sam_exports_and_passes_parity(tmp_path):
-    """The real MobileSAM architecture (random weights) end to end, as `samedge export` runs it."""
-    m = export_bundle(ExportConfig("mobile_sam", tmp_path / "mobile_sam", parity_images=1))
-    assert m.parity["passed"]
+    """The real MobileSAM architecture (random weights) end to end, as `samedge export --format
+    onnx,openvino,coreml` runs it: the real-photo prompt set through ORT CPU and OpenVINO CPU (f32) must
+    match PyTorch, and the CoreML packages must have the contract's structure."""
+    from coreml_structure import check_mlpackage
+
+    from samedge.export.coreml_convert import DEFAULT_FP32_OPS
+    out = tmp_path / "mobile_sam"
+    m = export_bundle(ExportConfig("mobile_sam", out, decoder_points=(1, 2), formats=("openvino", "coreml")))
+    assert m.parity["passed"] and m.parity["backend"] == "onnxruntime"
     assert m.parity["summary"]["min_mask_iou"] >= 0.99 and m.parity["summary"]["min_embedding_cosine"] >= 0.9999
+    assert len({p["image"] for p in m.parity["prompts"]}) == 3  # all three real photos
     assert 20e6 < m.encoder.bytes < 40e6  # TinyViT-5M + neck in fp32
+    ov = m.converted["openvino"].conversion["parity"]
+    assert ov["passed"] and ov["precision"] == "f32"
+    assert ov["summary"]["min_mask_iou"] >= 0.99 and ov["summary"]["min_embedding_cosine"] >= 0.9999
+    report = json.loads((out / "fidelity" / "openvino-cpu-f32.json").read_text())
+    assert {p["decoder"] for p in report["prompts"]} == {"openvino/decoder.xml", "openvino/decoder_p1.xml",
+                                                         "openvino/decoder_p2.xml"}
+    coreml = m.converted["coreml"]
+    assert [g.num_points for g in coreml.decoders] == [1, 2]
+    for graph in (coreml.encoder, *coreml.decoders):
+        check_mlpackage(out / graph.file, graph, DEFAULT_FP32_OPS)

@@ -1,4 +1,4 @@
-"""The runtime path (package, predictor, processing, ORT backend) never imports torch."""
+"""The runtime path (package, predictor, processing, every backend module) never imports torch."""
 from __future__ import annotations
 
 import subprocess
@@ -19,6 +19,30 @@ def test_runtime_path_does_not_import_torch(tiny_bundle):
         masks, scores, low = p.predict(np.array([[10.0, 10.0]]), np.array([1]))
         assert masks.shape == (3, 40, 60)
         leaked = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+        print("LEAKED" if leaked else "CLEAN", leaked[:5])
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "CLEAN" in result.stdout, result.stdout
+
+
+def test_every_backend_and_device_listing_run_without_torch(multi_bundle):
+    code = textwrap.dedent(f"""
+        import sys, warnings
+        import numpy as np
+        warnings.simplefilter("ignore")
+        from samedge import SamPredictor
+        from samedge.runtimes import list_devices
+        import samedge.runtimes.onnxruntime, samedge.runtimes.openvino, samedge.runtimes.coreml
+        import samedge.runtimes.selection, samedge.embedding_cache
+        assert any(s.available for s in list_devices())
+        for backend, device in (("onnxruntime", "cpu"), ("openvino", "cpu"), ("auto", "auto")):
+            p = SamPredictor.from_bundle({str(multi_bundle)!r}, backend, device)
+            p.set_image_async(np.zeros((40, 60, 3), np.uint8)).result()
+            masks, scores, low = p.predict(np.array([[10.0, 10.0]]), np.array([1]))
+            assert masks.shape == (3, 40, 60)
+            p.close()
+        leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "coremltools"))
         print("LEAKED" if leaked else "CLEAN", leaked[:5])
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -1,0 +1,353 @@
+"""Backends, devices, selection, conversion, embedding cache and async encoding (issue 3)."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from samedge import SamPredictor
+from samedge.bundle import load_bundle
+from samedge.errors import BackendUnavailableError, BundleError, InputError
+from samedge.export.convert import ConvertConfig, add_formats, measure_fidelity
+from samedge.export.coreml_convert import DEFAULT_FP32_OPS
+from samedge.runtimes import SessionOptions, list_devices, open_session
+from samedge.runtimes.selection import choose
+
+
+def _photo(samples, i=0):
+    return samples[i].rgb
+
+
+# -- conversion and fidelity ------------------------------------------------------------------------
+def test_openvino_conversion_is_parity_gated_and_recorded(multi_bundle):
+    m = load_bundle(multi_bundle).manifest
+    assert m.formats == ("onnx", "openvino", "coreml")
+    ov = m.converted["openvino"]
+    assert [g.num_points for g in ov.decoders] == [g.num_points for g in m.decoders]  # dynamic + static 1, 2
+    parity = ov.conversion["parity"]
+    assert parity["passed"] and parity["precision"] == "f32" and parity["summary"]["min_mask_iou"] >= 0.99
+    assert ov.encoder.external_data.endswith(".bin") and ov.encoder.external_data_bytes > 0
+    report = json.loads((multi_bundle / "fidelity" / "openvino-cpu-f32.json").read_text())
+    assert report["backend"] == "openvino" and report["executes_on"] == ["CPU"]
+
+
+def test_openvino_matches_onnxruntime(multi_bundle, samples):
+    ort = SamPredictor(multi_bundle, "onnxruntime")
+    ov = SamPredictor(multi_bundle, "openvino")
+    for p in (ort, ov):
+        p.set_image(_photo(samples))
+    emb_ort, emb_ov = ort.get_image_embedding(), ov.get_image_embedding()
+    assert np.abs(emb_ort - emb_ov).max() < 1e-3 * np.abs(emb_ort).max()
+    kw = {"point_coords": np.array([[100.0, 120.0], [300.0, 200.0]]), "point_labels": np.array([1, 0])}
+    (m1, s1, l1), (m2, s2, l2) = ort.predict(**kw), ov.predict(**kw)
+    assert np.abs(l1 - l2).max() < 1e-3 and np.abs(s1 - s2).max() < 1e-4
+    assert (m1 != m2).mean() < 1e-3
+    assert ov.sessions["encoder"].info.precision == "f32"
+
+
+def test_default_precision_is_measured_and_named(multi_bundle):
+    from samedge.runtimes.openvino import default_cpu_precision
+    report = measure_fidelity(multi_bundle, "openvino", "cpu", "default", parity_images=1)
+    assert report["precision"] == default_cpu_precision()  # bf16 on this AMX CPU, f32 on older ones
+    assert 0 < report["summary"]["mean_mask_iou"] <= 1 and report["prompts"]
+
+
+def test_coreml_packages_have_the_contract_structure(multi_bundle):
+    from coreml_structure import check_mlpackage
+    m = load_bundle(multi_bundle).manifest
+    coreml = m.converted["coreml"]
+    assert [g.num_points for g in coreml.decoders] == [1, 2]  # static only, copied from the bundle
+    assert coreml.conversion["compute_precision"] == "fp16" and "layer_norm" in coreml.conversion["fp32_ops"]
+    for graph in (coreml.encoder, *coreml.decoders):
+        assert (multi_bundle / graph.file).is_dir() and graph.file.endswith(".mlpackage")
+        check_mlpackage(multi_bundle / graph.file, graph, DEFAULT_FP32_OPS)
+
+
+def test_coreml_fp32_conversion(tiny_bundle, tmp_path):
+    from coreml_structure import check_mlpackage
+
+    from samedge.export.coreml_convert import CoreMLConfig
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    m = add_formats(b, ConvertConfig(("coreml",), coreml=CoreMLConfig((3,), compute_precision="fp32")))
+    graph = m.converted["coreml"].decoders[0]
+    assert graph.num_points == 3 and graph.inputs[1].shape == (1, 4, 2)
+    check_mlpackage(b / graph.file, graph, DEFAULT_FP32_OPS, compute_precision="fp32")
+
+
+@pytest.mark.skipif(sys.platform != "darwin", reason="CoreML prediction needs macOS; structure is tested above")
+def test_coreml_parity_on_macos(multi_bundle):
+    report = measure_fidelity(multi_bundle, "coreml", "cpu", parity_images=1)
+    assert report["summary"]["min_mask_iou"] >= 0.97  # fp16 compute: a little below the f32 limit
+
+
+def test_failed_conversion_leaves_the_bundle_as_it_was(tiny_bundle, tmp_path, monkeypatch):
+    from samedge.export.parity import ParityThresholds
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    before = (b / "manifest.json").read_text()
+    with pytest.raises(Exception, match="parity"):
+        add_formats(b, ConvertConfig(("openvino",), parity_images=1,
+                                     thresholds=ParityThresholds(min_mask_iou=1.01)))
+    assert (b / "manifest.json").read_text() == before and not (b / "openvino").exists()
+    assert not [p for p in b.iterdir() if p.name.startswith(".")]
+    load_bundle(b)
+    with pytest.raises(InputError, match="already has openvino"):
+        shutil.copytree(tiny_bundle, tmp_path / "c")
+        add_formats(tmp_path / "c", ConvertConfig(("openvino",), parity_images=1))
+        add_formats(tmp_path / "c", ConvertConfig(("openvino",), parity_images=1))
+
+
+def test_truncated_ir_weights_are_caught(multi_bundle, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(multi_bundle, b)
+    binf = b / "openvino" / "encoder.bin"
+    binf.write_bytes(binf.read_bytes()[:-100])
+    with pytest.raises(BundleError, match="encoder.bin is .* bytes but the manifest says"):
+        load_bundle(b)
+
+
+def test_version_1_manifest_still_loads(tiny_bundle, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    d = json.loads((b / "manifest.json").read_text())
+    d["format_version"] = 1
+    d.pop("converted")
+    for g in [d["encoder"], *d["decoders"]]:
+        g.pop("external_data_bytes")
+    (b / "manifest.json").write_text(json.dumps(d))
+    assert load_bundle(b).manifest.formats == ("onnx",)
+
+
+# -- typed errors ---------------------------------------------------------------------------------------
+def test_bundle_lacking_the_backends_format(tiny_bundle):
+    with pytest.raises(BundleError, match="no openvino graphs.*samedge convert BUNDLE --format openvino"):
+        SamPredictor(tiny_bundle, "openvino")
+
+
+def test_unknown_and_unavailable_devices(multi_bundle):
+    with pytest.raises(InputError, match="unknown device 'tpu'; allowed: cpu, gpu, npu or auto"):
+        SamPredictor(multi_bundle, device="tpu")
+    with pytest.raises(InputError, match="unknown backend 'tensorflow'"):
+        SamPredictor(multi_bundle, backend="tensorflow")
+    with pytest.raises(BackendUnavailableError, match="no gpu execution provider.*onnxruntime-gpu"):
+        SamPredictor(multi_bundle, "onnxruntime", "gpu")
+    with pytest.raises(BackendUnavailableError, match="OpenVINO sees no NPU device"):
+        SamPredictor(multi_bundle, "openvino", "npu")
+    with pytest.raises(BackendUnavailableError, match="CoreML prediction needs macOS"):
+        if sys.platform == "darwin":
+            pytest.skip("this Mac runs CoreML")
+        SamPredictor(multi_bundle, "coreml", "cpu")
+    with pytest.raises(BackendUnavailableError, match="TensorrtExecutionProvider is not in this onnxruntime build"):
+        SamPredictor(multi_bundle, options=SessionOptions(provider="TensorrtExecutionProvider"))
+    with pytest.raises(InputError, match="threads must be a positive integer"):
+        SamPredictor(multi_bundle, threads=0)
+
+
+def test_static_shape_device_names_the_supported_point_counts(multi_bundle, samples, monkeypatch):
+    """A device that compiles fixed shapes (NPU, CoreML) only gets static decoders; here the OpenVINO CPU
+    plays that role so the real code path runs without an NPU."""
+    from samedge.runtimes import openvino as ov_backend
+    monkeypatch.setattr(ov_backend, "needs_static_shapes", lambda device: True)
+    p = SamPredictor(multi_bundle, "openvino", "cpu")
+    p.set_image(_photo(samples))
+    p.predict(np.array([[10.0, 10.0]]), np.array([1]))  # 1 click: decoder_p1
+    assert "openvino/decoder_p1.xml" in p.sessions
+    with pytest.raises(BundleError, match=r"no openvino decoder for 3 clicks .*openvino on cpu needs static shapes.*"
+                                          r"take \[1, 2\] clicks"):
+        p.predict(np.array([[10.0, 10.0], [20, 20], [30, 30]]), np.array([1, 1, 0]))
+
+
+@pytest.mark.parametrize("module,backend,extra", [("onnxruntime", "onnxruntime", "ort"),
+                                                  ("openvino", "openvino", "openvino")])
+def test_missing_optional_dependency_names_the_extra(multi_bundle, monkeypatch, module, backend, extra):
+    monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
+    if backend == "openvino":
+        from samedge.runtimes import openvino as ov_backend
+        monkeypatch.setattr(ov_backend, "_core", None)
+    with pytest.raises(BackendUnavailableError, match=rf"pip install 'samedge\[{extra}\]'"):
+        SamPredictor(multi_bundle, backend)
+    statuses = [s for s in list_devices() if s.backend == backend]
+    assert all(not s.available and "library missing" in s.detail for s in statuses)
+
+
+def test_pinned_static_decoder_with_the_wrong_click_count(multi_bundle, samples):
+    p = SamPredictor(multi_bundle)
+    p.set_image(_photo(samples))
+    p.pinned_decoder = p.bundle.decoder_for(2)
+    with pytest.raises(InputError, match="takes 2 clicks .* this prompt has 1"):
+        p.predict(np.array([[10.0, 10.0]]), np.array([1]))
+
+
+# -- selection and devices -----------------------------------------------------------------------------------
+def test_auto_selection_follows_the_documented_order():
+    c = choose("auto", "auto", ("onnx",))
+    assert (c.backend, c.device) == ("onnxruntime", "cpu")
+    assert any(s.startswith("coreml/auto: the bundle has no coreml") for s in c.skipped)
+    assert any(s.startswith("onnxruntime/gpu:") for s in c.skipped)
+    assert any(s.startswith("openvino/auto: the bundle has no openvino") for s in c.skipped)
+    c = choose("auto", "auto", ("onnx", "openvino"))
+    assert (c.backend, c.device) == ("openvino", "auto") and "AUTO plugin" in c.reason
+    c = choose("auto", "cpu", ("onnx", "openvino", "coreml"))
+    assert (c.backend, c.device) == ("openvino", "cpu")
+    with pytest.raises(BackendUnavailableError, match="no backend can run this bundle on npu"):
+        choose("auto", "npu", ("onnx", "openvino"))
+
+
+def test_split_devices_and_auto_in_the_predictor(multi_bundle, samples, caplog):
+    import logging
+    with caplog.at_level(logging.INFO, logger="samedge.predictor"):
+        p = SamPredictor(multi_bundle, "auto", "auto", decoder_device="cpu")
+    assert p.backend == "openvino" and (p.encoder_device, p.decoder_device) == ("auto", "cpu")
+    assert "encoder: openvino on auto" in caplog.text and "skipped coreml/auto" in caplog.text
+    p.set_image(_photo(samples))
+    masks, scores, _ = p.predict(np.array([[50.0, 60.0]]), np.array([1]))
+    assert masks.shape[0] == 3 and np.isfinite(scores).all()
+    assert p.sessions["encoder"].info.executes_on == ("CPU",)
+
+
+def test_devices_cli_lists_every_pair(capsys):
+    from samedge.cli import main
+    assert main(["devices", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    pairs = {(r["backend"], r["device"]): r for r in rows}
+    assert set(pairs) == {(b, d) for b in ("onnxruntime", "openvino", "coreml") for d in ("cpu", "gpu", "npu")}
+    assert pairs[("onnxruntime", "cpu")]["available"] and pairs[("openvino", "cpu")]["available"]
+    assert all(r["detail"] for r in rows)  # a reason for every unavailable pair
+    assert main(["devices"]) == 0
+    text = capsys.readouterr().out
+    assert "onnxruntime cpu  yes" in text and "coreml" in text
+
+
+def test_ort_session_reports_placement_and_caches_the_optimised_graph(tiny_bundle, tmp_path):
+    opts = SessionOptions(threads=1, cache_dir=tmp_path / "cache")
+    first = open_session(tiny_bundle / "decoder.onnx", "onnxruntime", "cpu", opts)
+    placement = first.info.details["nodes_per_provider"]
+    assert set(placement) == {"CPUExecutionProvider"} and placement["CPUExecutionProvider"] > 50
+    cached = Path(first.info.details["optimized_model_cache"])
+    assert cached.is_file()
+    second = open_session(tiny_bundle / "decoder.onnx", "onnxruntime", "cpu", opts)
+    assert second.info.details["optimization_level"] == "disable"  # loaded the already-optimised graph
+    rng = np.random.default_rng(0)
+    feeds = {"image_embeddings": rng.standard_normal((1, 256, 64, 64), np.float32),
+             "point_coords": np.array([[[10.0, 20.0], [0, 0]]], np.float32),
+             "point_labels": np.array([[1, -1]], np.float32),
+             "mask_input": np.zeros((1, 1, 256, 256), np.float32), "has_mask_input": np.zeros(1, np.float32)}
+    a, b = first.run(feeds), second.run(feeds)
+    np.testing.assert_allclose(a["low_res_masks"], b["low_res_masks"], atol=1e-5)
+
+
+# -- embedding cache and async encoding ---------------------------------------------------------------------
+class _CountingEncoder:
+    """Wraps the real encoder session: counts runs and can hold background (async) runs until released."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+        self.input_names, self.output_names, self.info = inner.input_names, inner.output_names, inner.info
+        self.gate = threading.Event()
+        self.gate.set()
+        self.started = threading.Event()
+
+    def run(self, feeds):
+        self.calls += 1
+        if threading.current_thread().name.startswith("samedge-encoder"):
+            self.started.set()
+            assert self.gate.wait(60)
+        return self.inner.run(feeds)
+
+
+def _counting(p: SamPredictor) -> _CountingEncoder:
+    p._encoder = _CountingEncoder(p._encoder)
+    return p._encoder
+
+
+def test_embedding_cache_is_keyed_by_content_and_lru(tiny_bundle, samples):
+    p = SamPredictor(tiny_bundle, embedding_cache_size=2)
+    enc = _counting(p)
+    a, b, c = _photo(samples, 0), _photo(samples, 1), _photo(samples, 0)[::-1].copy()
+    p.set_image(a)
+    first = p.get_image_embedding()
+    p.set_image(a.copy())  # same content, another array: a hit
+    assert enc.calls == 1 and p.current.from_cache and np.array_equal(p.get_image_embedding(), first)
+    p.set_image(a, "BGR")  # other channel order is another image
+    assert enc.calls == 2
+    p.set_image(b)
+    p.set_image(c)  # capacity 2: evicts the least recently used (a as RGB... then a as BGR)
+    p.set_image(a)
+    assert enc.calls == 5 and len(p.embedding_cache) == 2
+    off = SamPredictor(tiny_bundle, embedding_cache_size=0)
+    enc_off = _counting(off)
+    off.set_image(a)
+    off.set_image(a)
+    assert enc_off.calls == 2
+    with pytest.raises(InputError, match="embedding cache size"):
+        SamPredictor(tiny_bundle, embedding_cache_size=-1)
+
+
+def test_embedding_round_trip_gives_identical_masks(tiny_bundle, samples):
+    p = SamPredictor(tiny_bundle)
+    p.set_image(_photo(samples))
+    saved = p.current
+    kw = {"point_coords": np.array([[40.0, 50.0]]), "point_labels": np.array([1])}
+    before = p.predict(**kw)
+    p.set_image(_photo(samples, 1))
+    p.set_image_embedding(saved)
+    after = p.predict(**kw)
+    for x, y in zip(before, after):
+        np.testing.assert_array_equal(x, y)
+    p.set_image_embedding(saved.embedding, saved.geometry)
+    np.testing.assert_array_equal(p.predict(**kw)[1], before[1])
+    with pytest.raises(InputError, match="needs the image's geometry"):
+        p.set_image_embedding(saved.embedding)
+    with pytest.raises(InputError, match=r"float32 array of shape \(1, 256, 64, 64\)"):
+        p.set_image_embedding(saved.embedding[:, :128], saved.geometry)
+
+
+def test_set_image_async_keeps_decoding_on_the_last_embedding(tiny_bundle, samples):
+    p = SamPredictor(tiny_bundle, embedding_cache_size=0)
+    enc = _counting(p)
+    first, second = _photo(samples, 0), _photo(samples, 1)
+    p.set_image(first)
+    emb_first = p.get_image_embedding()
+    enc.gate.clear()
+    enc.started.clear()
+    frame = second.copy()
+    future = p.set_image_async(frame)
+    assert enc.started.wait(30)
+    frame[:] = 0  # the caller reuses its buffer: the predictor copied it
+    # the encoder is busy: predict still runs, on the first image
+    masks, _, _ = p.predict(np.array([[10.0, 10.0]]), np.array([1]))
+    assert masks.shape[1:] == first.shape[:2] and np.array_equal(p.get_image_embedding(), emb_first)
+    enc.gate.set()
+    item = future.result(timeout=60)
+    assert p.current is item and item.geometry.original_hw == second.shape[:2] and item.encode_ms > 0
+    sync = SamPredictor(tiny_bundle)
+    sync.set_image(second)
+    np.testing.assert_array_equal(item.embedding, sync.get_image_embedding())
+    p.close()
+
+
+def test_a_stale_async_result_never_replaces_a_newer_image(tiny_bundle, samples):
+    p = SamPredictor(tiny_bundle, embedding_cache_size=0)
+    enc = _counting(p)
+    enc.gate.clear()
+    future = p.set_image_async(_photo(samples, 0))
+    assert enc.started.wait(30)
+    p.set_image(_photo(samples, 1))  # newer, synchronous, done while the async one is held
+    enc.gate.set()
+    future.result(timeout=60)  # finishes last, and must not win
+    assert p.original_size == _photo(samples, 1).shape[:2]
+    enc.gate.clear()
+    enc.started.clear()
+    future = p.set_image_async(_photo(samples, 0))
+    assert enc.started.wait(30)
+    p.reset_image()
+    enc.gate.set()
+    future.result(timeout=60)
+    assert not p.is_image_set  # reset wins over the result that was in flight
+    p.close()
