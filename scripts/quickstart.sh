@@ -13,7 +13,9 @@ else
   echo "      the parity report (fidelity of the exported graphs to PyTorch) is real."
   WEIGHTS=(--weights random --seed 0)
 fi
-$SAMEDGE export --model mobile_sam "${WEIGHTS[@]}" --out bundles/mobile_sam --decoder-points 1,2,5 --overwrite
+$SAMEDGE devices
+$SAMEDGE export --model mobile_sam "${WEIGHTS[@]}" --out bundles/mobile_sam --decoder-points 1,2,5 \
+  --format onnx,openvino,coreml --overwrite
 $SAMEDGE run sample:voc --bundle bundles/mobile_sam --point 250,180 --out out/voc_point.png
-$SAMEDGE run sample:arc2017 --bundle bundles/mobile_sam --box 250,120,450,330 --out out/arc_box.png
-echo "bundle: bundles/mobile_sam (manifest.json holds the parity report); overlays: out/"
+$SAMEDGE run sample:arc2017 --bundle bundles/mobile_sam --box 250,120,450,330 --out out/arc_box.png --backend openvino
+echo "bundle: bundles/mobile_sam (manifest.json and fidelity/ hold the parity reports); overlays: out/"

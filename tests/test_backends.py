@@ -351,3 +351,24 @@ def test_a_stale_async_result_never_replaces_a_newer_image(tiny_bundle, samples)
     future.result(timeout=60)
     assert not p.is_image_set  # reset wins over the result that was in flight
     p.close()
+
+
+def test_cli_convert_fidelity_and_run_on_openvino(tiny_bundle, tmp_path, capsys):
+    from samedge.cli import main
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    assert main(["convert", str(b), "--format", "openvino", "--parity-images", "1"]) == 0
+    assert "openvino: 4 graphs" in capsys.readouterr().out
+    assert main(["convert", str(b), "--format", "onnx"]) == 2
+    assert main(["fidelity", str(b), "--parity-images", "1"]) == 0
+    report = json.loads((b / "fidelity" / "onnxruntime-cpu-fp32.json").read_text())
+    assert report["passed"] and report["precision"] == "fp32"
+    assert main(["fidelity", str(b), "--backend", "openvino", "--parity-images", "1", "--min-mask-iou", "1.01"]) == 3
+    assert "FAIL: mask IoU" in capsys.readouterr().out
+    out = tmp_path / "o.png"
+    assert main(["run", "sample:voc", "--bundle", str(b), "--point", "250,180", "--out", str(out),
+                 "--backend", "openvino"]) == 0
+    assert out.is_file() and "ran on openvino cpu (CPU, precision f32)" in capsys.readouterr().out
+    assert main(["run", "sample:voc", "--bundle", str(b), "--point", "250,180", "--out", str(out),
+                 "--backend", "coreml"]) == 2
+    assert "no coreml graphs" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -44,7 +45,8 @@ class ConvertConfig:
 
 
 def fidelity_path(bundle_dir: Path, backend: str, device: str, precision: str) -> Path:
-    return Path(bundle_dir) / FIDELITY_DIR / f"{backend}-{device}-{precision}.json"
+    name = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", part).strip("_") for part in (backend, device, precision))
+    return Path(bundle_dir) / FIDELITY_DIR / f"{name}.json"
 
 
 def write_fidelity(bundle_dir: Path, report: dict, out: Path | None = None) -> Path:

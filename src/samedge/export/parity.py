@@ -143,7 +143,9 @@ def run_parity(sam, bundle_dir: Path, samples: list[SampleImage], thresholds: Pa
         failures.append(f"IoU-score error {summary['max_score_error']:.4g} > {thresholds.max_score_error}")
     info = predictor.sessions["encoder"].info
     return {"reference": "PyTorch fp32 eager (official SamPredictor computation)",
-            "backend": backend, "device": predictor.encoder_device, "precision": info.precision,
+            "backend": backend, "device": predictor.encoder_device,
+            # ORT runs the graph's own types; name them by the bundle's precision
+            "precision": bundle.manifest.precision if info.precision == "as exported" else info.precision,
             "executes_on": list(info.executes_on), "backend_version": info.version,
             "passed": not failures, "failures": failures, "thresholds": asdict(thresholds),
             "summary": summary, "images": images, "prompts": prompts}
