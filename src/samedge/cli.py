@@ -151,7 +151,7 @@ def _export(args) -> int:
                     "fidelity and latency figures are real", args.model, args.seed)
     manifest = export_bundle(cfg, progress=not args.no_progress)
     s = manifest.parity["summary"]
-    sizes = {g.file: g.bytes for g in manifest.graphs()}
+    sizes = {g.file: g.bytes + (g.external_data_bytes or 0) for g in manifest.graphs()}
     print(f"wrote {args.out} ({sum(sizes.values()) / 1e6:.1f} MB: "
           + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()) + ")")
     print(f"parity vs PyTorch fp32: min mask IoU {s['min_mask_iou']:.5f}, mean {s['mean_mask_iou']:.5f}, "
@@ -280,8 +280,9 @@ def _run(args) -> int:
     print(f"wrote {args.out} and {mask_path}: mask {best} of {len(scores)}, score {scores[best]:.3f}, "
           f"area {mask.mean() * 100:.1f}% of the image{note}")
     info = predictor.sessions["encoder"].info
+    precision = f"{predictor.bundle.manifest.precision} graph" if info.precision == "as exported" else info.precision
     print(f"ran on {predictor.backend} {predictor.encoder_device} ({', '.join(info.executes_on)}, "
-          f"precision {info.precision})")
+          f"precision {precision})")
     return 0
 
 
