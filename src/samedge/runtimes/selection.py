@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import BackendUnavailableError
-from . import BACKENDS, backend_module, check_backend, check_device
+from . import backend_module, check_backend, check_device
 
 
 @dataclass(frozen=True)
@@ -65,5 +65,3 @@ def choose(backend: str, device: str, bundle_formats: tuple[str, ...]) -> Choice
         return Choice(name, dev, f"{probe[dev].detail}", tuple(skipped))
     raise BackendUnavailableError(f"no backend can run this bundle on {device}: " + "; ".join(skipped))
 
-
-__all__ = ["Choice", "choose", "BACKENDS"]
