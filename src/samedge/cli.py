@@ -108,6 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--out", type=Path, default=None,
                     help="report path (default BUNDLE/fidelity/<backend>-<device>-<precision>.json)")
 
+    qz = sub.add_parser("quantize", help="write a quantized variant of an fp32 bundle, with measured fidelity")
+    qz.add_argument("bundle", type=Path)
+    qz.add_argument("--method", required=True, help="ort-dynamic-int8 | ort-static-int8 | ort-fp16")
+    qz.add_argument("--out", type=Path, required=True)
+    qz.add_argument("--graphs", default="encoder,decoder", help="which graphs to quantize (default both)")
+    qz.add_argument("--calibration", type=Path, default=None,
+                    help="folder of your images for calibration (default: built-in real photos)")
+    qz.add_argument("--calibrator", choices=["minmax", "percentile", "entropy"], default=None)
+    qz.add_argument("--calibration-images", type=int, default=None)
+    qz.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
+    qz.add_argument("--keep-fp32-op-types", default="", metavar="OP[,OP...]", help="mixed precision: op types kept fp32")
+    qz.add_argument("--keep-fp32-nodes", default="", metavar="NAME[,NAME...]", help="mixed precision: nodes kept fp32")
+    qz.add_argument("--min-mean-iou", type=float, default=None, help="fidelity limit vs fp32 (default 0.95)")
+    qz.add_argument("--fidelity-images", type=int, default=3)
+    qz.add_argument("--overwrite", action="store_true")
+    qz.add_argument("--no-progress", action="store_true")
+
     dv = sub.add_parser("devices", help="every backend x device usable here, and why not for the rest")
     dv.add_argument("--json", action="store_true")
 
@@ -128,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     from .bundle import RandomWeightsWarning
     warnings.simplefilter("ignore", RandomWeightsWarning)  # the logger already says it, once
     try:
-        commands = {"export": _export, "convert": _convert, "fidelity": _fidelity, "devices": _devices, "run": _run}
+        commands = {"export": _export, "convert": _convert, "fidelity": _fidelity, "devices": _devices, "run": _run,
+                    "quantize": _quantize}
         return commands[args.command](args)
     except ParityError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -212,6 +230,40 @@ def _fidelity(args) -> int:
     print(f"wrote {path}")
     if not report["passed"]:
         raise ParityError("fidelity below the thresholds", report)
+    return 0
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _quantize(args) -> int:
+    from .quantize.fidelity import QuantThresholds
+    from .quantize.methods import METHODS, method_config
+    from .quantize.pipeline import QuantizeConfig, quantize_bundle
+    options: dict = {"graphs": _split(args.graphs), "keep_fp32_op_types": _split(args.keep_fp32_op_types),
+                     "keep_fp32_nodes": _split(args.keep_fp32_nodes)}
+    fields = getattr(METHODS.get(args.method), "__dataclass_fields__", {})
+    for name, value in (("calibrator", args.calibrator), ("calibration_images", args.calibration_images),
+                        ("per_channel", False if args.per_tensor else None)):
+        if value is None:
+            continue
+        if name not in fields:
+            raise SamEdgeError(f"--{name.replace('_', '-')} does not apply to {args.method}")
+        options[name] = value
+    thresholds = QuantThresholds() if args.min_mean_iou is None else QuantThresholds(min_mean_mask_iou=args.min_mean_iou)
+    cfg = QuantizeConfig(args.bundle, args.out, method_config(args.method, **options), args.calibration,
+                         args.fidelity_images, thresholds, args.overwrite)
+    manifest = quantize_bundle(cfg, progress=not args.no_progress)
+    r = manifest.parity["fidelity_vs_fp32"]
+    s, lat = r["summary"], r["latency"]
+    print(f"wrote {args.out} ({manifest.precision}): mean / worst mask IoU vs fp32 {s['mean_mask_iou']:.4f} / "
+          f"{s['min_mask_iou']:.4f}, max score error {s['max_score_error']:.3g}, min embedding cosine "
+          f"{s['min_embedding_cosine']:.5f}, discrimination ratio {s['discrimination_ratio']:.3f}")
+    print(f"latency here (median, side by side): encoder {lat['encoder']['fp32']['median_ms']:.0f} -> "
+          f"{lat['encoder']['variant']['median_ms']:.0f} ms ({lat['encoder']['speedup']:.2f}x), decoder "
+          f"{lat['decoder_1_point']['fp32']['median_ms']:.1f} -> {lat['decoder_1_point']['variant']['median_ms']:.1f} ms")
+    print("caveat: " + r["caveat"])
     return 0
 
 
