@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 import sys
 import threading
 from pathlib import Path
@@ -97,10 +98,11 @@ def test_failed_conversion_leaves_the_bundle_as_it_was(tiny_bundle, tmp_path, mo
     assert (b / "manifest.json").read_text() == before and not (b / "openvino").exists()
     assert not [p for p in b.iterdir() if p.name.startswith(".")]
     load_bundle(b)
-    with pytest.raises(InputError, match="already has openvino"):
-        shutil.copytree(tiny_bundle, tmp_path / "c")
-        add_formats(tmp_path / "c", ConvertConfig(("openvino",), parity_images=1))
-        add_formats(tmp_path / "c", ConvertConfig(("openvino",), parity_images=1))
+
+
+def test_converting_twice_needs_overwrite(multi_bundle):
+    with pytest.raises(InputError, match="already has openvino graphs; pass --overwrite"):
+        add_formats(multi_bundle, ConvertConfig(("openvino",), parity_images=1))
 
 
 def test_truncated_ir_weights_are_caught(multi_bundle, tmp_path):
@@ -306,6 +308,32 @@ def test_embedding_round_trip_gives_identical_masks(tiny_bundle, samples):
         p.set_image_embedding(saved.embedding)
     with pytest.raises(InputError, match=r"float32 array of shape \(1, 256, 64, 64\)"):
         p.set_image_embedding(saved.embedding[:, :128], saved.geometry)
+    with pytest.raises(InputError, match="embedding contains NaN"):  # an ImageEmbedding is checked too
+        p.set_image_embedding(replace(saved, embedding=np.full_like(saved.embedding, np.nan)))
+    with pytest.raises(InputError, match="geometry must be a samedge.processing.ImageGeometry"):
+        p.set_image_embedding(saved.embedding, (375, 500))
+    np.testing.assert_array_equal(p.predict(**kw)[1], before[1])  # the bad calls changed nothing
+
+
+def test_an_encoder_that_outputs_nan_is_a_bundle_error(tiny_bundle, samples):
+    p = SamPredictor(tiny_bundle)
+
+    class NanEncoder:
+        input_names, output_names, info = p._encoder.input_names, p._encoder.output_names, p._encoder.info
+
+        def run(self, feeds):
+            return {self.output_names[0]: np.full((1, 256, 64, 64), np.nan, np.float32)}
+    p._encoder = NanEncoder()
+    with pytest.raises(BundleError, match="encoder of .* output contains NaN or Inf"):
+        p.set_image(_photo(samples))
+    assert not p.is_image_set
+
+
+def test_coreml_rejects_runtime_options(multi_bundle, monkeypatch):
+    from samedge.runtimes import coreml
+    monkeypatch.setattr(coreml, "_check_platform", lambda: None)  # get past the macOS check on Linux
+    with pytest.raises(InputError, match="coreml backend takes no threads/precision/provider options"):
+        coreml.CoreMLSession(multi_bundle / "coreml" / "encoder.mlpackage", "cpu", SessionOptions(threads=2))
 
 
 def test_set_image_async_keeps_decoding_on_the_last_embedding(tiny_bundle, samples):

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 
 def _files(path: Path) -> list[Path]:
@@ -24,3 +28,20 @@ def artifact_sha256(path: Path, chunk: int = 1 << 20) -> str:
             while block := fh.read(chunk):
                 digest.update(block)
     return digest.hexdigest()
+
+
+@contextmanager
+def staged_directory(out_dir: Path) -> Iterator[Path]:
+    """A hidden work directory beside out_dir that replaces out_dir when the block finishes, and is
+    deleted if it raises: a failed export or quantization leaves nothing at out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        yield work
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        work.rename(out_dir)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)

@@ -196,7 +196,7 @@ def _print_converted(manifest) -> None:
 
 
 def _convert(args) -> int:
-    from .export.convert import ConvertConfig, add_formats
+    from .export.convert import ConvertConfig, add_formats, static_points
     from .export.coreml_convert import CoreMLConfig
     formats = tuple(f for f in args.format if f != "onnx")
     if not formats:
@@ -204,8 +204,7 @@ def _convert(args) -> int:
     coreml = None
     if "coreml" in formats and (args.decoder_points or args.coreml_precision != "fp16"):
         from .manifest import read_manifest
-        points = args.decoder_points or tuple(g.num_points for g in read_manifest(args.bundle).decoders
-                                              if g.num_points is not None)
+        points = args.decoder_points or static_points(read_manifest(args.bundle))
         coreml = CoreMLConfig(points, compute_precision=args.coreml_precision)
     cfg = ConvertConfig(formats, coreml=coreml, checkpoint=args.checkpoint, parity_images=args.parity_images,
                         overwrite=args.overwrite)

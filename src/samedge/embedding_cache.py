@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InputError
 from .processing import ImageGeometry
 
 
@@ -32,7 +33,6 @@ def image_key(image: np.ndarray, image_format: str) -> str:
 class EmbeddingCache:
     def __init__(self, capacity: int) -> None:
         if not isinstance(capacity, int) or capacity < 0:
-            from .errors import InputError
             raise InputError(f"embedding cache size must be an integer >= 0 (0 disables it), got {capacity!r}")
         self.capacity = capacity
         self._items: OrderedDict[str, ImageEmbedding] = OrderedDict()

@@ -17,7 +17,7 @@ import numpy as np
 from . import processing
 from .bundle import Bundle, load_bundle
 from .embedding_cache import EmbeddingCache, ImageEmbedding, image_key
-from .errors import InputError, SamEdgeError
+from .errors import BundleError, InputError, SamEdgeError
 from .manifest import GraphInfo
 from .runtimes import Session, SessionOptions, backend_module, check_device, open_session
 from .runtimes.selection import Choice, choose
@@ -123,8 +123,12 @@ class SamPredictor:
         m = self.bundle.manifest
         model_input, geom = processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std)
         outputs = self._encoder.run({self._encoder.input_names[0]: model_input})
-        item = ImageEmbedding(self._check_embedding(outputs[self._encoder.output_names[0]]), geom, key,
-                              (time.perf_counter() - t0) * 1e3)
+        embedding = outputs[self._encoder.output_names[0]]
+        problem = self._embedding_problem(embedding)
+        if problem:  # e.g. fp16/bf16 overflow in a converted or quantized encoder: the graph's fault
+            raise BundleError(f"the {self.backend} encoder of {self.bundle.path} output {problem} "
+                              f"(precision {self._encoder.info.precision}); this graph/precision is broken")
+        item = ImageEmbedding(embedding, geom, key, (time.perf_counter() - t0) * 1e3)
         self.embedding_cache.put(item)
         return item
 
@@ -139,25 +143,31 @@ class SamPredictor:
                 self._applied_generation = generation
                 self._current = item
 
-    def _check_embedding(self, embedding: np.ndarray) -> np.ndarray:
+    def _embedding_problem(self, embedding: object) -> str | None:
+        """What is wrong with an embedding (shape, dtype, NaN/Inf), or None."""
         expected = tuple(self.bundle.manifest.embedding_shape)
         if not isinstance(embedding, np.ndarray) or embedding.shape != expected or embedding.dtype != np.float32:
             got = f"{embedding.shape} {embedding.dtype}" if isinstance(embedding, np.ndarray) else type(embedding)
-            raise InputError(f"embedding must be a float32 array of shape {expected}, got {got}")
+            return f"must be a float32 array of shape {expected}, got {got}"
         if not np.isfinite(embedding).all():
-            raise InputError("embedding contains NaN or Inf")
-        return embedding
+            return "contains NaN or Inf"
+        return None
 
     def set_image_embedding(self, embedding: np.ndarray | ImageEmbedding,
                             geometry: processing.ImageGeometry | None = None) -> None:
         """Reuse an embedding from get_image_embedding() / an earlier frame (with the image's geometry)."""
         if isinstance(embedding, ImageEmbedding):
             item = embedding
+        elif geometry is None:
+            raise InputError("set_image_embedding(array) needs the image's geometry "
+                             "(predictor.geometry when the embedding was taken), or pass an ImageEmbedding")
         else:
-            if geometry is None:
-                raise InputError("set_image_embedding(array) needs the image's geometry "
-                                 "(predictor.geometry when the embedding was taken), or pass an ImageEmbedding")
-            item = ImageEmbedding(self._check_embedding(embedding), geometry)
+            item = ImageEmbedding(embedding, geometry)
+        if not isinstance(item.geometry, processing.ImageGeometry):
+            raise InputError(f"geometry must be a samedge.processing.ImageGeometry, got {type(item.geometry).__name__}")
+        problem = self._embedding_problem(item.embedding)
+        if problem:
+            raise InputError(f"embedding {problem}")
         self._apply(item, self._next_generation())
 
     def get_image_embedding(self) -> np.ndarray:

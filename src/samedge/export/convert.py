@@ -56,12 +56,17 @@ def write_fidelity(bundle_dir: Path, report: dict, out: Path | None = None) -> P
     return path
 
 
+def static_points(manifest: Manifest) -> tuple[int, ...]:
+    """The bundle's static decoder click counts: CoreML's default (it takes static decoders only)."""
+    return tuple(g.num_points for g in manifest.decoders if g.num_points is not None)
+
+
 def _convert_one(fmt: str, sam_loader, bundle_dir: Path, out_root: Path, manifest: Manifest, cfg: ConvertConfig):
     if fmt == "openvino":
         from .openvino_convert import convert_bundle_openvino
         return convert_bundle_openvino(bundle_dir, out_root, manifest)
     from .coreml_convert import convert_bundle_coreml
-    coreml = cfg.coreml or CoreMLConfig(tuple(g.num_points for g in manifest.decoders if g.num_points is not None))
+    coreml = cfg.coreml or CoreMLConfig(static_points(manifest))
     return convert_bundle_coreml(sam_loader(), out_root, coreml)
 
 
@@ -79,7 +84,7 @@ def add_formats(bundle_dir: Path, cfg: ConvertConfig, sam=None, on_step=lambda s
     for fmt in cfg.formats:
         if fmt in manifest.converted and not cfg.overwrite:
             raise InputError(f"{bundle_dir} already has {fmt} graphs; pass --overwrite to convert again")
-    if "coreml" in cfg.formats and cfg.coreml is None and not any(g.num_points for g in manifest.decoders):
+    if "coreml" in cfg.formats and cfg.coreml is None and not static_points(manifest):
         raise InputError("CoreML needs static decoders and this bundle has none to copy the point counts from; "
                          "pass --decoder-points (e.g. 1,2,5)")
     model: list = [sam]

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import onnx
 
+from ..artifacts import staged_directory
 from ..contract import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
 from ..errors import ExportError, InputError, ParityError
 from ..manifest import GraphInfo, Manifest, TensorSpec, WeightsInfo
@@ -124,13 +123,13 @@ def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
     from tqdm import tqdm
 
     from ..data import sample_images
-    steps = ["load model", "export encoder"] + [f"export decoder{'' if k is None else f' ({k} points)'}"
-                                                  for k in _decoder_variants(cfg)] + ["parity"]
-    bar = tqdm(total=len(steps), disable=not progress, desc=f"export {cfg.model_type}", unit="step")
+    extra = tuple(f for f in cfg.formats if f != "onnx")
+    convert_label = "convert " + ",".join(extra)
+    steps = ["load model", "export encoder"] + [_decoder_label(k) for k in _decoder_variants(cfg)] + ["parity"] + (
+        [convert_label] if extra else [])
     timings: dict[str, float] = {}
-    cfg.out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{cfg.out_dir.name}.partial-", dir=cfg.out_dir.parent))
-    try:
+    with tqdm(total=len(steps), disable=not progress, desc=f"export {cfg.model_type}", unit="step") as bar, \
+            staged_directory(cfg.out_dir) as work:
         def step(name: str, fn):
             bar.set_postfix_str(name)
             t0 = time.perf_counter()
@@ -145,8 +144,7 @@ def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
         decoders = []
         for k in _decoder_variants(cfg):
             name = "decoder.onnx" if k is None else f"decoder_p{k}.onnx"
-            label = f"export decoder{'' if k is None else f' ({k} points)'}"
-            decoders.append(step(label, lambda k=k, name=name: _graph_info(
+            decoders.append(step(_decoder_label(k), lambda k=k, name=name: _graph_info(
                 "decoder", export_decoder(sam, work / name, k, cfg.opset, cfg.simplify), k)))
         manifest = Manifest(
             model_type=get_spec(cfg.model_type).name, weights=weights, image_size=IMAGE_SIZE,
@@ -159,29 +157,22 @@ def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
         report = step("parity", lambda: run_parity(sam, work, sample_images(cfg.parity_images), cfg.thresholds,
                                                    on_step=bar.set_postfix_str))
         report["seconds"] = timings["parity"]
-        manifest = Manifest(**{**manifest.__dict__, "parity": report,
-                               "export": {**manifest.export, "seconds": timings}})
+        manifest = replace(manifest, parity=report, export={**manifest.export, "seconds": timings})
         manifest.write(work)
         if not report["passed"]:
             raise ParityError(f"{cfg.model_type} export failed parity: {'; '.join(report['failures'])}", report)
-        extra = tuple(f for f in cfg.formats if f != "onnx")
         if extra:
             from .convert import ConvertConfig, add_formats
-            t0 = time.perf_counter()
-            manifest = add_formats(work, ConvertConfig(extra, parity_images=cfg.parity_images,
-                                                       thresholds=cfg.thresholds), sam=sam,
-                                   on_step=bar.set_postfix_str)
-            timings["convert " + ",".join(extra)] = round(time.perf_counter() - t0, 2)
-            manifest = Manifest(**{**manifest.__dict__, "export": {**manifest.export, "seconds": timings}})
+            manifest = step(convert_label, lambda: add_formats(
+                work, ConvertConfig(extra, parity_images=cfg.parity_images, thresholds=cfg.thresholds), sam=sam,
+                on_step=bar.set_postfix_str))
+            manifest = replace(manifest, export={**manifest.export, "seconds": timings})
             manifest.write(work)
-        if cfg.out_dir.exists():
-            shutil.rmtree(cfg.out_dir)
-        work.rename(cfg.out_dir)
-        return manifest
-    finally:
-        bar.close()
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+def _decoder_label(k: int | None) -> str:
+    return f"export decoder{'' if k is None else f' ({k} points)'}"
 
 
 def _decoder_variants(cfg: ExportConfig) -> list[int | None]:

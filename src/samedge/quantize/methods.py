@@ -1,7 +1,7 @@
 """Quantization recipes, one frozen config per method. Each says which backend format it produces."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from ..errors import InputError
 
@@ -58,7 +58,6 @@ class OrtFp16(_OrtMethod):
     """fp16 weights and compute, fp32 inputs/outputs (keep_io_types) so the contract holds."""
     name = "ort-fp16"
     precision = "fp16"
-    keep_fp32_op_types: tuple[str, ...] = field(default=())
 
 
 METHODS = {m.name: m for m in (OrtDynamicInt8, OrtStaticInt8, OrtFp16)}

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 from ..bundle import load_bundle
 from ..errors import InputError, ParityError
 from ..manifest import GraphInfo, Manifest
-from ..artifacts import artifact_bytes, artifact_sha256
+from ..artifacts import artifact_bytes, artifact_sha256, staged_directory
 from .calibration import CalibrationSet, decoder_inputs, encoder_inputs
 from .fidelity import QuantThresholds, measure
 
@@ -53,17 +52,14 @@ def quantize_bundle(cfg: QuantizeConfig, progress: bool = False) -> Manifest:
     if m.encoder.external_data:
         raise InputError("graphs with external data (over 2 GB, ViT-H) are not supported by this quantizer yet")
     method = cfg.method
-    needs_calibration = getattr(method, "calibration_images", None) is not None
     cal = None
-    if needs_calibration:
+    if getattr(method, "calibration_images", None) is not None:  # static methods calibrate
         cal = (CalibrationSet.from_folder(cfg.calibration_folder, method.calibration_images)
                if cfg.calibration_folder else CalibrationSet.builtin(method.calibration_images))
     graphs = [m.encoder, *m.decoders]
-    bar = tqdm(total=len(graphs) + 1, disable=not progress, desc=f"quantize {method.name}", unit="graph")
-    cfg.out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{cfg.out_dir.name}.partial-", dir=cfg.out_dir.parent))
     t_start = time.perf_counter()
-    try:
+    with tqdm(total=len(graphs) + 1, disable=not progress, desc=f"quantize {method.name}", unit="graph") as bar, \
+            staged_directory(cfg.out_dir) as work:
         embeddings = None
         if cal is not None and "decoder" in method.graphs:
             fp32 = SamPredictor(source, embedding_cache_size=0)
@@ -104,11 +100,4 @@ def quantize_bundle(cfg: QuantizeConfig, progress: bool = False) -> Manifest:
         if not report["passed"]:
             raise ParityError(f"{method.name} variant fails its fidelity limits: {'; '.join(report['failures'])}",
                               report)
-        if cfg.out_dir.exists():
-            shutil.rmtree(cfg.out_dir)
-        work.rename(cfg.out_dir)
-        return manifest
-    finally:
-        bar.close()
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+    return manifest

@@ -24,8 +24,8 @@ PRECISIONS = ("f32", "bf16", "f16", "default")  # "default": no hint, whatever t
 
 @dataclass(frozen=True)
 class SessionOptions:
-    """Options every backend understands; a backend ignores none silently (see each open_session)."""
-    threads: int | None = None  # intra-op threads; None = the backend's default (all cores)
+    """Options for open_session. ORT and OpenVINO take all that apply to them; CoreML rejects them all."""
+    threads: int | None = None  # intra-op CPU threads; None = the backend's default (all cores)
     # Inference precision hint. None = f32 everywhere (exact parity); "default" = the backend's own
     # choice, which for OpenVINO on CPUs with AMX / AVX512-bf16 is bf16: faster, measurably less faithful.
     precision: str | None = None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, BundleError
+from ..errors import BackendUnavailableError, BundleError, InputError
 from . import DEVICES, DeviceStatus, SessionInfo, SessionOptions
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,9 @@ class CoreMLSession:
         _check_platform()  # before the import: on Linux coremltools loads but cannot predict
         ct = _import_ct()
         options = options or SessionOptions()
-        if options.threads or options.precision not in (None, "f16", "f32") or options.provider:
-            raise BackendUnavailableError("the coreml backend takes no threads/provider options, and runs the "
-                                          "precision the .mlpackage was converted with")
+        if options.threads or options.precision not in (None, "default") or options.provider:
+            raise InputError("the coreml backend takes no threads/precision/provider options: it runs the "
+                             "precision the .mlpackage was converted with (samedge convert --coreml-precision)")
         if device == "npu" and platform.machine() != "arm64":
             raise BackendUnavailableError("the Neural Engine (npu) exists only on Apple silicon; this Mac is "
                                           f"{platform.machine()}")

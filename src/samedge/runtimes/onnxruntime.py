@@ -112,18 +112,16 @@ class OrtSession:
         source, cached = str(path), None
         if device == "cpu" and provider == "CPUExecutionProvider":
             cached = _optimized_cache_path(path, options, ort.__version__)
+        save = None
         if cached is not None and cached.exists():
             source = str(cached)
             options = replace(options, optimization_level="disable")  # it is already optimised
-        save = None
-        if cached is not None and not cached.exists():
+        elif cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             save = cached
         try:
             self._session = _session(ort, source, device, options, provider, save)
         except Exception as exc:  # ORT raises Fail / InvalidProtobuf / InvalidGraph for a bad file
-            if isinstance(exc, BackendUnavailableError):
-                raise
             raise BundleError(f"onnxruntime cannot load {path}: {type(exc).__name__}: {exc}. "
                               "The file is corrupt or not an ONNX model; re-export the bundle.") from exc
         active = self._session.get_providers()
