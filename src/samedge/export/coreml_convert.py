@@ -35,6 +35,7 @@ class CoreMLConfig:
     compute_precision: str = "fp16"  # "fp16" (with fp32_ops kept in fp32) | "fp32"
     fp32_ops: tuple[str, ...] = DEFAULT_FP32_OPS
     minimum_deployment_target: str = "iOS16"  # ML Program with fp16 I/O support; macOS 13
+    skip_passes: tuple[str, ...] = ()  # coremltools graph passes to leave out (see quantize.coreml_quantize)
 
     def __post_init__(self) -> None:
         if not self.decoder_points:
@@ -64,8 +65,11 @@ def _convert(ct, module, args: tuple, in_names, out_names, cfg: CoreMLConfig, pa
                 precision = ct.transform.FP16ComputePrecision(op_selector=lambda op: op.op_type not in keep)
             else:
                 precision = ct.precision.FLOAT32
+            pipeline = ct.PassPipeline.DEFAULT
+            if cfg.skip_passes:
+                pipeline.remove_passes(list(cfg.skip_passes))
             model = ct.convert(
-                program, convert_to="mlprogram", compute_precision=precision,
+                program, convert_to="mlprogram", compute_precision=precision, pass_pipeline=pipeline,
                 minimum_deployment_target=getattr(ct.target, cfg.minimum_deployment_target),
                 inputs=[ct.TensorType(name=n, shape=tuple(a.shape), dtype=np.float32) for n, a in zip(in_names, args)],
                 outputs=[ct.TensorType(name=n, dtype=np.float32) for n in out_names])

@@ -34,6 +34,13 @@ def convert_graph(bundle_dir: Path, out_root: Path, graph: GraphInfo) -> GraphIn
         ov.save_model(model, str(xml), compress_to_fp16=False)
     except Exception as exc:
         raise ExportError(f"OpenVINO could not convert {graph.file}: {type(exc).__name__}: {exc}") from exc
+    return graph_info(out_root, xml, graph, model)
+
+
+def graph_info(out_root: Path, xml: Path, graph: GraphInfo, model=None) -> GraphInfo:
+    """GraphInfo of an IR written for `graph` (the ONNX graph it came from); checks the contract's I/O names."""
+    if model is None:
+        model = _ov().Core().read_model(str(xml))
     names_in = tuple(p.get_any_name() for p in model.inputs)
     names_out = tuple(p.get_any_name() for p in model.outputs)
     if names_in != tuple(t.name for t in graph.inputs) or names_out != tuple(t.name for t in graph.outputs):

@@ -65,26 +65,87 @@ def _stats(ms: list[float]) -> dict:
     return {"median_ms": statistics.median(ms), "p25_ms": q[0], "p75_ms": q[2], "runs": len(ms)}
 
 
-def measure(reference: SamPredictor, variant: SamPredictor, samples: list[SampleImage],
-            thresholds: QuantThresholds, latency_repeats: int = 3) -> dict:
+class PredictorSide:
+    """A bundle run through SamPredictor (ONNX Runtime or OpenVINO) as one side of a comparison."""
+
+    def __init__(self, predictor: SamPredictor, label: str) -> None:
+        self.p, self.label = predictor, label
+        _, self.decoders = predictor.bundle.manifest.graphs_for(predictor.format)
+
+    def set_image(self, rgb: np.ndarray) -> np.ndarray:
+        self.p.set_image(rgb)
+        return self.p.get_image_embedding()
+
+    def decoder_for(self, num_points: int | None):
+        return next(g for g in self.decoders if g.num_points == num_points)
+
+    def predict(self, graph, **kwargs):
+        self.p.pinned_decoder = graph
+        try:
+            return self.p.predict(return_logits=True, **kwargs)
+        finally:
+            self.p.pinned_decoder = None
+
+
+@dataclass(frozen=True)
+class _TorchDecoder:
+    num_points: int | None
+
+    @property
+    def file(self) -> str:
+        return f"pytorch decoder ({self.num_points} clicks)"
+
+
+class TorchSide:
+    """A PyTorch model (fp32, or with CoreML-compressed weights) as one side of a comparison: how CoreML
+    variants are measured where CoreML cannot run (everywhere but macOS)."""
+
+    def __init__(self, sam, label: str, decoder_points: tuple[int, ...]) -> None:
+        from ..export.reference import TorchReferencePredictor
+        self.ref, self.label = TorchReferencePredictor(sam), label
+        self.decoders = tuple(_TorchDecoder(k) for k in decoder_points)
+
+    def set_image(self, rgb: np.ndarray) -> np.ndarray:
+        self.ref.set_image(rgb)
+        return self.ref.features.numpy()
+
+    def decoder_for(self, num_points: int | None):
+        return _TorchDecoder(num_points)
+
+    def predict(self, graph, **kwargs):
+        return self.ref.predict(**kwargs)
+
+
+class _Pinned:
+    """One side with one decoder graph, in the interface of export.parity._compare."""
+
+    def __init__(self, side, graph) -> None:
+        self.side, self.graph = side, graph
+
+    def predict(self, return_logits: bool = True, **kwargs):
+        return self.side.predict(self.graph, **kwargs)
+
+
+def measure(reference, variant, samples: list[SampleImage], thresholds: QuantThresholds,
+            latency_repeats: int = 3, baselines: dict[str, SamPredictor] | None = None) -> dict:
+    """Compare two sides (PredictorSide / TorchSide) on every sample and every decoder of the variant.
+    `baselines`: more fp32 predictors (e.g. the same backend's) timed side by side with both."""
     from ..export.parity import _compare, cosine, prompt_set, static_prompts
     images, prompts, ref_embs, var_embs = [], [], [], []
     for sample in samples:
-        reference.set_image(sample.rgb)
-        variant.set_image(sample.rgb)
-        r, v = reference.get_image_embedding(), variant.get_image_embedding()
+        r, v = reference.set_image(sample.rgb), variant.set_image(sample.rgb)
         ref_embs.append(r)
         var_embs.append(v)
         images.append({"image": sample.name, "embedding_cosine": cosine(r, v),
                        "embedding_max_abs_error": float(np.max(np.abs(r - v)))})
-        for graph, var_graph in zip(reference.bundle.manifest.decoders, variant.bundle.manifest.decoders):
-            reference.pinned_decoder, variant.pinned_decoder = graph, var_graph
-            plist = prompt_set(sample) if graph.num_points is None else static_prompts(sample, graph.num_points)
+        for var_graph in variant.decoders:
+            ref_graph = reference.decoder_for(var_graph.num_points)
+            k = var_graph.num_points
+            plist = prompt_set(sample) if k is None else static_prompts(sample, k)
             previous: dict = {}
             for prompt in plist:
-                row = _compare(_LogitsOf(reference), variant, prompt, previous)
+                row = _compare(_Pinned(reference, ref_graph), _Pinned(variant, var_graph), prompt, previous)
                 prompts.append({"image": sample.name, "decoder": var_graph.file, **row})
-        reference.pinned_decoder = variant.pinned_decoder = None
     ious = [p["mask_iou"] for p in prompts]
     summary = {"mean_mask_iou": float(np.mean(ious)), "min_mask_iou": float(np.min(ious)),
                "max_score_error": max(p["score_abs_error"] for p in prompts),
@@ -100,40 +161,40 @@ def measure(reference: SamPredictor, variant: SamPredictor, samples: list[Sample
         failures.append(f"mean mask IoU {summary['mean_mask_iou']:.4f} < {thresholds.min_mean_mask_iou}")
     if summary["min_embedding_cosine"] < thresholds.min_embedding_cosine:
         failures.append(f"embedding cosine {summary['min_embedding_cosine']:.4f} < {thresholds.min_embedding_cosine}")
-    latency = _side_by_side_latency(reference, variant, samples[0], latency_repeats)
-    return {"reference": "the fp32 source bundle (onnxruntime cpu)", "passed": not failures, "failures": failures,
+    if isinstance(reference, PredictorSide) and isinstance(variant, PredictorSide):
+        latency = _side_by_side_latency({"fp32": reference.p, **(baselines or {}), "variant": variant.p},
+                                        samples[0], latency_repeats)
+    else:
+        latency = {"not_measured": "this variant's backend cannot run on this machine (CoreML needs macOS); "
+                                   "fidelity was measured in PyTorch with the same compressed weights"}
+    return {"reference": reference.label, "variant": variant.label, "passed": not failures, "failures": failures,
             "thresholds": asdict(thresholds), "summary": summary, "latency": latency,
             "images": images, "prompts": prompts,
             "caveat": "fidelity on random weights is not fidelity on trained weights; the same command on a "
                       "real checkpoint's bundle gives the real figure"}
 
 
-class _LogitsOf:
-    """Adapts a SamPredictor to the reference interface of export.parity._compare (logits out)."""
-
-    def __init__(self, predictor: SamPredictor) -> None:
-        self.p = predictor
-
-    def predict(self, **kwargs):
-        return self.p.predict(return_logits=True, **kwargs)
-
-
-def _side_by_side_latency(reference: SamPredictor, variant: SamPredictor, sample: SampleImage,
-                          repeats: int) -> dict:
-    """Encoder and one-point decoder latency of both, interleaved in one run so drift hits both alike."""
-    enc = {"fp32": [], "variant": []}
-    dec = {"fp32": [], "variant": []}
+def _side_by_side_latency(predictors: dict[str, SamPredictor], sample: SampleImage, repeats: int) -> dict:
+    """Encoder and one-point decoder latency of each, interleaved in one run so drift hits all alike.
+    speedup = fp32 / variant; speedup_vs_<name> for every other baseline."""
+    enc: dict[str, list[float]] = {k: [] for k in predictors}
+    dec: dict[str, list[float]] = {k: [] for k in predictors}
     point = {"point_coords": np.array([[sample.rgb.shape[1] / 2, sample.rgb.shape[0] / 2]]),
              "point_labels": np.array([1]), "multimask_output": True}
-    for p in (reference, variant):  # warm-up
+    for p in predictors.values():  # warm-up
         p.set_image(sample.rgb)
         p.predict(**point)
     for _ in range(repeats):
-        for key, p in (("fp32", reference), ("variant", variant)):
+        for key, p in predictors.items():
             p.embedding_cache.clear()
             enc[key] += _time(lambda: p.set_image(sample.rgb), 1)
             dec[key] += _time(lambda: p.predict(**point), 3)
-    out = {"encoder": {k: _stats(v) for k, v in enc.items()}, "decoder_1_point": {k: _stats(v) for k, v in dec.items()}}
+    out = {"encoder": {k: _stats(v) for k, v in enc.items()},
+           "decoder_1_point": {k: _stats(v) for k, v in dec.items()}}
     for stage in out.values():
-        stage["speedup"] = stage["fp32"]["median_ms"] / stage["variant"]["median_ms"]
+        variant = stage["variant"]["median_ms"]
+        for name in predictors:
+            if name != "variant":
+                key = "speedup" if name == "fp32" else f"speedup_vs_{name}"
+                stage[key] = stage[name]["median_ms"] / variant
     return out

@@ -23,10 +23,25 @@ def _clean(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _excluded_nodes(path: Path, method) -> list[str]:
+def nodes_for_role(names: tuple[str, ...], role: str) -> set[str]:
+    """Node names that apply to one graph: "NAME" applies to every graph, "ROLE:NAME" to that role's only
+    (exported graphs reuse names like node_MatMul_113, so a name alone can hit the wrong graph)."""
+    out = set()
+    for entry in names:
+        scope, sep, name = entry.rpartition(":")
+        if not sep or scope == role:
+            out.add(name)
+    return out
+
+
+def _excluded_nodes(path: Path, method, role: str) -> list[str]:
     model = onnx.load(str(path), load_external_data=False)
     keep_types = set(method.keep_fp32_op_types)
-    return sorted({n.name for n in model.graph.node if n.op_type in keep_types} | set(method.keep_fp32_nodes))
+    names = {n.name for n in model.graph.node if n.op_type in keep_types} | nodes_for_role(method.keep_fp32_nodes, role)
+    # ORT's quantizer first splits a Gemm into MatMul + Add and names the MatMul "<gemm>_MatMul"; the
+    # exclusion list is matched after that split, so a Gemm is excluded under both names
+    gemms = {n.name for n in model.graph.node if n.op_type == "Gemm"}
+    return sorted(names | {f"{n}_MatMul" for n in names & gemms})
 
 
 class _Reader:
@@ -42,11 +57,12 @@ class _Reader:
         pass
 
 
-def quantize_graph(method, src: Path, dst: Path, calibration: Iterable[dict[str, np.ndarray]] | None = None) -> None:
+def quantize_graph(method, src: Path, dst: Path, calibration: Iterable[dict[str, np.ndarray]] | None = None,
+                   role: str = "encoder") -> None:
     from onnxruntime import quantization as q
     with tempfile.TemporaryDirectory() as tmp:
         clean = _clean(src, Path(tmp) / "clean.onnx")
-        exclude = _excluded_nodes(clean, method)
+        exclude = _excluded_nodes(clean, method, role)
         try:
             if isinstance(method, OrtDynamicInt8):
                 q.quantize_dynamic(clean, dst, op_types_to_quantize=list(method.op_types),
@@ -59,14 +75,19 @@ def quantize_graph(method, src: Path, dst: Path, calibration: Iterable[dict[str,
                                   op_types_to_quantize=list(method.op_types), per_channel=method.per_channel,
                                   activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
                                   nodes_to_exclude=exclude, calibrate_method=calibrate,
-                                  extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                                  extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                                                 # fold ranges after every image: the calibrator otherwise keeps
+                                                 # every intermediate tensor of every image (ViT-B: > 24 GB)
+                                                 **({"CalibMaxIntermediateOutputs": 1}
+                                                    if method.calibrator == "minmax" else {})},
                                   calibration_providers=["CPUExecutionProvider"])
             elif isinstance(method, OrtFp16):
                 from onnxruntime.transformers.float16 import convert_float_to_float16
                 model = onnx.load(str(clean))
                 block = list(method.keep_fp32_op_types) or None
+                nodes = sorted(nodes_for_role(method.keep_fp32_nodes, role))
                 model = convert_float_to_float16(model, keep_io_types=True, op_block_list=block,
-                                                 node_block_list=list(method.keep_fp32_nodes) or None)
+                                                 node_block_list=nodes or None)
                 onnx.save_model(model, str(dst))
             else:
                 raise ExportError(f"no ONNX Runtime quantizer for {type(method).__name__}")

@@ -1,20 +1,27 @@
-"""`samedge quantize`: fp32 bundle -> a new quantized bundle (never in place), fidelity measured and enforced."""
+"""`samedge quantize`: fp32 bundle -> a new quantized bundle (never in place), fidelity measured and enforced.
+
+ONNX Runtime methods replace the bundle's ONNX graphs. OpenVINO and CoreML methods keep the fp32 ONNX
+graphs (what ORT runs and what conversions start from) and add their quantized graphs under openvino/ or
+coreml/, with the recipe in that format's `conversion` record.
+"""
 from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..artifacts import artifact_bytes, artifact_sha256, staged_directory
 from ..bundle import load_bundle
 from ..errors import InputError, ParityError
-from ..manifest import GraphInfo, Manifest
-from ..artifacts import artifact_bytes, artifact_sha256, staged_directory
+from ..manifest import ConvertedGraphs, GraphInfo, Manifest
 from .calibration import CalibrationSet, decoder_inputs, encoder_inputs
-from .fidelity import QuantThresholds, measure
+from .fidelity import PredictorSide, QuantThresholds, TorchSide, measure
 
 log = logging.getLogger(__name__)
+BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "openvino": "openvino", "coreml": "coreml"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,15 @@ class QuantizeConfig:
     fidelity_images: int = 3
     thresholds: QuantThresholds = field(default_factory=QuantThresholds)
     overwrite: bool = False
+    checkpoint: Path | None = None  # CoreML methods rebuild the PyTorch model; a checkpoint bundle needs it
+
+
+def variant_precision(manifest: Manifest) -> str:
+    """The precision a quantized bundle was made for: its ONNX graphs' or its quantized format's."""
+    for conv in manifest.converted.values():
+        if "quantization" in conv.conversion:
+            return conv.conversion["quantization"]["precision"]
+    return manifest.precision
 
 
 def _graph_info(src: GraphInfo, path: Path) -> GraphInfo:
@@ -33,14 +49,8 @@ def _graph_info(src: GraphInfo, path: Path) -> GraphInfo:
                    external_data=None, external_data_bytes=None, simplify={})
 
 
-def quantize_bundle(cfg: QuantizeConfig, progress: bool = False) -> Manifest:
-    from tqdm import tqdm
-
-    from ..data import NUM_SAMPLE_IMAGES, sample_images
-    from ..predictor import SamPredictor
-    from .ort_quantize import count_ops, quantize_graph
-    source = load_bundle(cfg.source, warn_random=False)
-    m = source.manifest
+def _validate(cfg: QuantizeConfig, m: Manifest) -> None:
+    from ..data import NUM_SAMPLE_IMAGES
     if m.precision != "fp32":
         raise InputError(f"{cfg.source} is already {m.precision}; quantize an fp32 bundle")
     if cfg.out_dir.resolve() == Path(cfg.source).resolve():
@@ -51,53 +61,182 @@ def quantize_bundle(cfg: QuantizeConfig, progress: bool = False) -> Manifest:
         raise InputError(f"fidelity_images must be 1..{NUM_SAMPLE_IMAGES}, got {cfg.fidelity_images}")
     if m.encoder.external_data:
         raise InputError("graphs with external data (over 2 GB, ViT-H) are not supported by this quantizer yet")
-    method = cfg.method
-    cal = None
-    if getattr(method, "calibration_images", None) is not None:  # static methods calibrate
-        cal = (CalibrationSet.from_folder(cfg.calibration_folder, method.calibration_images)
-               if cfg.calibration_folder else CalibrationSet.builtin(method.calibration_images))
-    graphs = [m.encoder, *m.decoders]
-    t_start = time.perf_counter()
-    with tqdm(total=len(graphs) + 1, disable=not progress, desc=f"quantize {method.name}", unit="graph") as bar, \
-            staged_directory(cfg.out_dir) as work:
-        embeddings = None
+
+
+class _Feeds:
+    """Calibration feeds per graph: encoder inputs from the photos, decoder inputs from fp32 embeddings."""
+
+    def __init__(self, cal: CalibrationSet | None, source, method) -> None:
+        self.cal, self.m, self.method = cal, source.manifest, method
+        self.embeddings = None
         if cal is not None and "decoder" in method.graphs:
-            fp32 = SamPredictor(source, embedding_cache_size=0)
-            embeddings = []
+            from ..predictor import SamPredictor
+            fp32 = SamPredictor(source, "onnxruntime", "cpu", embedding_cache_size=0)
+            self.embeddings = []
             for image in cal.images:
                 fp32.set_image(image)
-                embeddings.append((fp32.get_image_embedding(), fp32.geometry))
-        new_graphs: list[GraphInfo] = []
-        ops: dict[str, dict] = {}
-        for g in graphs:
-            bar.set_postfix_str(g.file)
-            dst = work / g.file
-            if g.role in method.graphs:
-                feeds = None
-                if cal is not None:
-                    feeds = ({m.encoder.inputs[0].name: x} for x in encoder_inputs(cal, m)) if g.role == "encoder" \
-                        else decoder_inputs(embeddings, g.graph_point_rows, method.prompts_per_image)
-                quantize_graph(method, source.file(g), dst, feeds)
-                ops[g.file] = count_ops(dst)
-            else:
-                shutil.copy2(source.file(g), dst)
-            new_graphs.append(_graph_info(g, dst))
-            bar.update(1)
-        seconds = round(time.perf_counter() - t_start, 2)
-        manifest = replace(m, precision=method.precision, encoder=new_graphs[0], decoders=tuple(new_graphs[1:]),
-                           converted={}, parity={},
-                           export={**m.export, "quantization": {
-                               **method.recipe(), "source_bundle": str(cfg.source),
-                               "calibration": cal.source if cal else None, "seconds": seconds, "op_counts": ops}})
+                self.embeddings.append((fp32.get_image_embedding(), fp32.geometry))
+
+    def for_graph(self, g: GraphInfo):
+        if self.cal is None:
+            return None
+        if g.role == "encoder":
+            return [{self.m.encoder.inputs[0].name: x} for x in encoder_inputs(self.cal, self.m)]
+        return list(decoder_inputs(self.embeddings, g.graph_point_rows, self.method.prompts_per_image))
+
+
+def _quantize_onnx(method, source, work: Path, feeds: _Feeds, bar) -> tuple[Manifest, dict]:
+    from . import ort_quantize
+    m = source.manifest
+    new_graphs, ops = [], {}
+    for g in (m.encoder, *m.decoders):
+        bar.set_postfix_str(g.file)
+        dst = work / g.file
+        if g.role in method.graphs:
+            ort_quantize.quantize_graph(method, source.file(g), dst, feeds.for_graph(g), g.role)
+            ops[g.file] = ort_quantize.count_ops(dst)
+        else:
+            shutil.copy2(source.file(g), dst)
+        new_graphs.append(_graph_info(g, dst))
+        bar.update(1)
+    return replace(m, precision=method.precision, encoder=new_graphs[0], decoders=tuple(new_graphs[1:]),
+                   converted={}), ops
+
+
+def _copy_onnx(source, work: Path) -> None:
+    m = source.manifest
+    for g in (m.encoder, *m.decoders):
+        shutil.copy2(source.file(g), work / g.file)
+
+
+def _quantize_openvino(method, source, work: Path, feeds: _Feeds, bar) -> tuple[Manifest, dict]:
+    from ..export import openvino_convert
+    from . import ov_quantize
+    m = source.manifest
+    _copy_onnx(source, work)
+    graphs, ops = [], {}
+    for g in (m.encoder, *m.decoders):
+        bar.set_postfix_str(g.file)
+        if g.role in method.graphs:
+            xml = work / openvino_convert.SUBDIR / (Path(g.file).stem + ".xml")
+            ov_quantize.quantize_graph(method, source.file(g), xml, feeds.for_graph(g))
+            info = openvino_convert.graph_info(work, xml, g)
+            ops[info.file] = ov_quantize.count_ops(xml)
+        else:
+            info = openvino_convert.convert_graph(source.path, work, g)
+        graphs.append(info)
+        bar.update(1)
+    import openvino
+    conv = ConvertedGraphs(graphs[0], tuple(graphs[1:]), {"tool": f"openvino {openvino.__version__}",
+                                                          "source": "onnx"})
+    return replace(m, converted={"openvino": conv}), ops
+
+
+def _quantize_coreml(method, source, work: Path, feeds: _Feeds, sam, bar):
+    from ..export.convert import static_points
+    from ..export.coreml_convert import CoreMLConfig, convert_bundle_coreml
+    from . import coreml_quantize
+    m = source.manifest
+    points = method.decoder_points or static_points(m)
+    if not points:
+        raise InputError("CoreML needs static decoders: this bundle has none; pass decoder_points "
+                         "(--decoder-points) or export with --decoder-points")
+    _copy_onnx(source, work)
+    bar.set_postfix_str("compress (PyTorch)")
+    compressed = coreml_quantize.compress(sam, method)
+    compressing = compressed is not sam
+    # compressed-weight ops with per-channel scales and grouped LUTs need the iOS18 / macOS 15 opset
+    # coremltools 9's fuse_conv_bias fails on a compressed conv weight followed by a transpose (the ViT patch
+    # embedding); without it the bias stays a separate add
+    cfg = CoreMLConfig(points, minimum_deployment_target="iOS18" if compressing else "iOS16",
+                       skip_passes=("common::fuse_conv_bias",) if compressing else ())
+    bar.set_postfix_str("convert (coremltools)")
+    conv = convert_bundle_coreml(compressed, work, cfg)
+    if method.calibrated:  # W8A8, macOS only (compress() refused it elsewhere)
+        for g in (conv.encoder, *conv.decoders):
+            coreml_quantize.quantize_activations_macos(work / g.file, method, feeds.for_graph(g))
+    ops = {g.file: coreml_quantize.count_ops(work / g.file) for g in (conv.encoder, *conv.decoders)}
+    bar.update(len(m.decoders) + 1)
+    return replace(m, converted={"coreml": conv}), ops, compressed
+
+
+def _openvino_fp32(source, tmp: Path):
+    """The source bundle with fp32 OpenVINO IR: the same-backend baseline for OpenVINO variants."""
+    if "openvino" in source.manifest.converted:
+        return source
+    from ..export import openvino_convert
+    for g in (source.manifest.encoder, *source.manifest.decoders):
+        (tmp / g.file).symlink_to(source.file(g))
+    conv = openvino_convert.convert_bundle_openvino(source.path, tmp, source.manifest)
+    replace(source.manifest, converted={"openvino": conv}).write(tmp)
+    return load_bundle(tmp, warn_random=False)
+
+
+def quantize_bundle(cfg: QuantizeConfig, progress: bool = False, enforce: bool = True) -> Manifest:
+    """enforce=False writes the variant even when it misses its limits (the report says so): for comparisons."""
+    from tqdm import tqdm
+
+    from ..data import sample_images
+    from ..predictor import SamPredictor
+    source = load_bundle(cfg.source, warn_random=False)
+    m = source.manifest
+    _validate(cfg, m)
+    method = cfg.method
+    sam = None
+    if method.format == "coreml":  # fail on a missing checkpoint before any work
+        from ..export.rebuild import model_for_manifest
+        sam = model_for_manifest(m, cfg.checkpoint)
+    cal = None
+    if method.calibrated:
+        cal = (CalibrationSet.from_folder(cfg.calibration_folder, method.calibration_images)
+               if cfg.calibration_folder else CalibrationSet.builtin(method.calibration_images))
+    t_start = time.perf_counter()
+    with tqdm(total=len(m.decoders) + 2, disable=not progress, desc=f"quantize {method.name}", unit="step") as bar, \
+            staged_directory(cfg.out_dir) as work:
+        feeds = _Feeds(cal, source, method)
+        compressed = None
+        if method.format == "onnx":
+            manifest, ops = _quantize_onnx(method, source, work, feeds, bar)
+        elif method.format == "openvino":
+            manifest, ops = _quantize_openvino(method, source, work, feeds, bar)
+        else:
+            manifest, ops, compressed = _quantize_coreml(method, source, work, feeds, sam, bar)
+        record = {**method.recipe(), "source_bundle": str(cfg.source), "calibration": cal.source if cal else None,
+                  "seconds": round(time.perf_counter() - t_start, 2), "op_counts": ops}
+        if method.format == "onnx":
+            manifest = replace(manifest, parity={}, export={**m.export, "quantization": record})
+        else:
+            fmt = method.format
+            conv = manifest.converted[fmt]
+            manifest = replace(manifest, parity={}, converted={
+                fmt: replace(conv, conversion={**conv.conversion, "quantization": record})})
         manifest.write(work)
         bar.set_postfix_str("fidelity")
-        reference = SamPredictor(source, embedding_cache_size=1)
-        variant = SamPredictor(load_bundle(work, warn_random=False), embedding_cache_size=1)
-        report = measure(reference, variant, sample_images(cfg.fidelity_images), cfg.thresholds)
+        samples = sample_images(cfg.fidelity_images)
+        if method.format == "coreml":
+            from . import coreml_quantize
+            points = tuple(g.num_points for g in manifest.converted["coreml"].decoders)
+            reference = TorchSide(sam, "PyTorch fp32 (the model the bundle was exported from)", points)
+            variant = TorchSide(coreml_quantize.as_stored(compressed),
+                                f"simulated in PyTorch: the {method.name} weights as the CoreML packages store them, "
+                                "fp32 compute (CoreML's fp16 compute is measured on a Mac with `samedge fidelity "
+                                "--backend coreml`)", points)
+        else:
+            reference = PredictorSide(SamPredictor(source, "onnxruntime", "cpu", embedding_cache_size=1),
+                                      "the fp32 source bundle on onnxruntime cpu")
+            backend = BACKEND_OF_FORMAT[method.format]
+            variant = PredictorSide(SamPredictor(load_bundle(work, warn_random=False), backend, "cpu",
+                                                 embedding_cache_size=1), f"this variant on {backend} cpu")
+        with tempfile.TemporaryDirectory() as tmp:
+            baselines = {}
+            if method.format == "openvino":  # how much of the speed-up is OpenVINO itself, how much quantization
+                baselines["fp32_openvino"] = SamPredictor(_openvino_fp32(source, Path(tmp)), "openvino", "cpu",
+                                                          embedding_cache_size=1)
+            report = measure(reference, variant, samples, cfg.thresholds, baselines=baselines)
         bar.update(1)
         manifest = replace(manifest, parity={"fidelity_vs_fp32": report})
         manifest.write(work)
-        if not report["passed"]:
+        if enforce and not report["passed"]:
             raise ParityError(f"{method.name} variant fails its fidelity limits: {'; '.join(report['failures'])}",
                               report)
     return manifest
