@@ -66,6 +66,10 @@ class OrtStaticInt8(_Calibrated):
     calibrator: str = "minmax"
     per_channel: bool = True
     op_types: tuple[str, ...] = ("MatMul", "Gemm", "Conv")
+    # attention's activation x activation MatMuls (q @ k, attn @ v): off by default. Calibrating them keeps
+    # ViT-B's 12 x 4096 x 4096 global-attention maps per image (out of memory at 24 GB here), and int8
+    # attention maps cost the most accuracy for the least speed on CPUs.
+    quantize_attention_matmuls: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -41,14 +41,26 @@ def _excluded_nodes(path: Path, method, role: str) -> list[str]:
     # ORT's quantizer first splits a Gemm into MatMul + Add and names the MatMul "<gemm>_MatMul"; the
     # exclusion list is matched after that split, so a Gemm is excluded under both names
     gemms = {n.name for n in model.graph.node if n.op_type == "Gemm"}
+    if isinstance(method, OrtStaticInt8) and not method.quantize_attention_matmuls:
+        weights = {i.name for i in model.graph.initializer}
+        names |= {n.name for n in model.graph.node
+                  if n.op_type == "MatMul" and not any(i in weights for i in n.input)}
     return sorted(names | {f"{n}_MatMul" for n in names & gemms})
 
 
 class _Reader:
-    """onnxruntime.quantization.CalibrationDataReader over an iterable of feeds."""
+    """onnxruntime.quantization.CalibrationDataReader over a list of feeds; len + set_range let ORT calibrate
+    in strides (CalibStridedMinMax) and fold ranges between them."""
 
     def __init__(self, feeds: Iterable[dict[str, np.ndarray]]) -> None:
-        self._it = iter(feeds)
+        self._feeds = list(feeds)
+        self._it = iter(self._feeds)
+
+    def __len__(self) -> int:
+        return len(self._feeds)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._it = iter(self._feeds[start_index:end_index])
 
     def get_next(self):
         return next(self._it, None)
@@ -76,9 +88,10 @@ def quantize_graph(method, src: Path, dst: Path, calibration: Iterable[dict[str,
                                   activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
                                   nodes_to_exclude=exclude, calibrate_method=calibrate,
                                   extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
-                                                 # fold ranges after every image: the calibrator otherwise keeps
-                                                 # every intermediate tensor of every image (ViT-B: > 24 GB)
-                                                 **({"CalibMaxIntermediateOutputs": 1}
+                                                 # fold min/max after every image instead of holding every
+                                                 # image's outputs (CalibMaxIntermediateOutputs, meant for
+                                                 # this, drops the data in ORT 1.31: "No data is collected")
+                                                 **({"CalibStridedMinMax": 1}
                                                     if method.calibrator == "minmax" else {})},
                                   calibration_providers=["CPUExecutionProvider"])
             elif isinstance(method, OrtFp16):
