@@ -110,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     qz = sub.add_parser("quantize", help="write a quantized variant of an fp32 bundle, with measured fidelity")
     qz.add_argument("bundle", type=Path)
-    qz.add_argument("--method", required=True, help="ort-dynamic-int8 | ort-static-int8 | ort-fp16")
+    qz.add_argument("--method", required=True,
+                    help="onnxruntime: ort-dynamic-int8 | ort-static-int8 | ort-fp16; openvino (NNCF): ov-fp16 | "
+                         "ov-int8 (W8A8) | ov-weight-int8 | ov-weight-int4; coreml: coreml-fp16 | "
+                         "coreml-int8-weights | coreml-palettize | coreml-w8a8 (macOS)")
     qz.add_argument("--out", type=Path, required=True)
     qz.add_argument("--graphs", default="encoder,decoder", help="which graphs to quantize (default both)")
     qz.add_argument("--calibration", type=Path, default=None,
@@ -118,12 +121,52 @@ def build_parser() -> argparse.ArgumentParser:
     qz.add_argument("--calibrator", choices=["minmax", "percentile", "entropy"], default=None)
     qz.add_argument("--calibration-images", type=int, default=None)
     qz.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
+    qz.add_argument("--quantize-attention-matmuls", action="store_true",
+                    help="ort-static-int8: also q@k and attn@v (off: memory-hungry to calibrate, least gain)")
+    qz.add_argument("--preset", choices=["mixed", "performance"], default=None, help="ov-int8: NNCF preset")
+    qz.add_argument("--group-size", type=int, default=None, help="ov-weight-int4: weights per scale (default 32)")
+    qz.add_argument("--ratio", type=float, default=None, help="ov-weight-int4: share of layers in int4 (rest int8)")
+    qz.add_argument("--bits", type=int, default=None, help="coreml-palettize: 4, 6 or 8")
+    qz.add_argument("--decoder-points", default=None, metavar="K[,K...]",
+                    help="coreml methods: static decoder click counts (default: the bundle's)")
+    qz.add_argument("--checkpoint", type=Path, default=None,
+                    help="coreml methods on a checkpoint bundle: the checkpoint it was exported from")
+    qz.add_argument("--max-iou-drop", type=float, default=None,
+                    help="accuracy budget (onnxruntime int8): keep the most sensitive layers in fp32 until the "
+                         "mean mask IoU vs fp32 is at least 1 - this")
     qz.add_argument("--keep-fp32-op-types", default="", metavar="OP[,OP...]", help="mixed precision: op types kept fp32")
     qz.add_argument("--keep-fp32-nodes", default="", metavar="NAME[,NAME...]", help="mixed precision: nodes kept fp32")
     qz.add_argument("--min-mean-iou", type=float, default=None, help="fidelity limit vs fp32 (default 0.95)")
     qz.add_argument("--fidelity-images", type=int, default=3)
     qz.add_argument("--overwrite", action="store_true")
     qz.add_argument("--no-progress", action="store_true")
+
+    qr = sub.add_parser("quantize-report", help="every quantization method on one bundle: JSON, Markdown table, "
+                                                "PNG plot of latency vs fidelity")
+    qr.add_argument("bundle", type=Path)
+    qr.add_argument("--out", type=Path, required=True, help="folder for quantize-report.{json,md,png}")
+    qr.add_argument("--variants", default=None, metavar="METHOD[:key=value][,...]",
+                    help="default: every method (palettization at 4, 6 and 8 bits)")
+    qr.add_argument("--graphs", default="encoder", help="which graphs each variant quantizes (default encoder)")
+    qr.add_argument("--fidelity-images", type=int, default=3)
+    qr.add_argument("--keep-variants", action="store_true", help="keep the variant bundles under OUT/variants")
+    qr.add_argument("--no-progress", action="store_true")
+
+    be = sub.add_parser("bench", help="latency of every stage per backend x device x precision, with same-run "
+                                       "baselines; --compare gates on regressions")
+    be.add_argument("bundles", type=Path, nargs="+")
+    be.add_argument("--backend", default=None, help="comma list (default: every backend whose format the bundle has)")
+    be.add_argument("--device", default="cpu", help="comma list of cpu, gpu, npu (default cpu)")
+    be.add_argument("--precision", default=None, help="comma list, e.g. f32,bf16 for openvino (default: samedge's)")
+    be.add_argument("--threads", type=int, default=None)
+    be.add_argument("--image", type=Path, default=None, help="default: the built-in 640x480 ARC2017 photo")
+    be.add_argument("--out", type=Path, default=None, help="folder for bench.json, bench.md and PNG plots")
+    be.add_argument("--quick", action="store_true", help="1 warm-up, 3 runs per stage (smoke test, not a report)")
+    be.add_argument("--min-runs", type=int, default=None)
+    be.add_argument("--no-baselines", action="store_true", help="skip the official-ONNX and PyTorch baselines")
+    be.add_argument("--compare", type=Path, default=None, metavar="REFERENCE.json",
+                    help="gate: exit 4 if a stage got slower than --max-slowdown relative to the same-run baseline")
+    be.add_argument("--max-slowdown", type=float, default=1.15)
 
     dv = sub.add_parser("devices", help="every backend x device usable here, and why not for the rest")
     dv.add_argument("--json", action="store_true")
@@ -146,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore", RandomWeightsWarning)  # the logger already says it, once
     try:
         commands = {"export": _export, "convert": _convert, "fidelity": _fidelity, "devices": _devices, "run": _run,
-                    "quantize": _quantize}
+                    "quantize": _quantize, "quantize-report": _quantize_report, "bench": _bench}
         return commands[args.command](args)
     except ParityError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -239,12 +282,16 @@ def _split(text: str) -> tuple[str, ...]:
 def _quantize(args) -> int:
     from .quantize.fidelity import QuantThresholds
     from .quantize.methods import METHODS, method_config
-    from .quantize.pipeline import QuantizeConfig, quantize_bundle
+    from .quantize.pipeline import QuantizeConfig, quantize_bundle, variant_precision
     options: dict = {"graphs": _split(args.graphs), "keep_fp32_op_types": _split(args.keep_fp32_op_types),
                      "keep_fp32_nodes": _split(args.keep_fp32_nodes)}
     fields = getattr(METHODS.get(args.method), "__dataclass_fields__", {})
+    points = tuple(int(k) for k in _split(args.decoder_points)) if args.decoder_points else None
     for name, value in (("calibrator", args.calibrator), ("calibration_images", args.calibration_images),
-                        ("per_channel", False if args.per_tensor else None)):
+                        ("per_channel", False if args.per_tensor else None), ("preset", args.preset),
+                        ("quantize_attention_matmuls", True if args.quantize_attention_matmuls else None),
+                        ("group_size", args.group_size), ("ratio", args.ratio), ("bits", args.bits),
+                        ("decoder_points", points)):
         if value is None:
             continue
         if name not in fields:
@@ -252,17 +299,84 @@ def _quantize(args) -> int:
         options[name] = value
     thresholds = QuantThresholds() if args.min_mean_iou is None else QuantThresholds(min_mean_mask_iou=args.min_mean_iou)
     cfg = QuantizeConfig(args.bundle, args.out, method_config(args.method, **options), args.calibration,
-                         args.fidelity_images, thresholds, args.overwrite)
-    manifest = quantize_bundle(cfg, progress=not args.no_progress)
+                         args.fidelity_images, thresholds, args.overwrite, args.checkpoint)
+    if args.max_iou_drop is not None:
+        from .quantize.sensitivity import search_within_budget
+        manifest = search_within_budget(cfg, args.max_iou_drop, progress=not args.no_progress)
+    else:
+        manifest = quantize_bundle(cfg, progress=not args.no_progress)
+    print(quantize_summary(manifest, args.out, variant_precision(manifest)))
+    return 0
+
+
+def quantize_summary(manifest, out, precision: str) -> str:
     r = manifest.parity["fidelity_vs_fp32"]
     s, lat = r["summary"], r["latency"]
-    print(f"wrote {args.out} ({manifest.precision}): mean / worst mask IoU vs fp32 {s['mean_mask_iou']:.4f} / "
-          f"{s['min_mask_iou']:.4f}, max score error {s['max_score_error']:.3g}, min embedding cosine "
-          f"{s['min_embedding_cosine']:.5f}, discrimination ratio {s['discrimination_ratio']:.3f}")
-    print(f"latency here (median, side by side): encoder {lat['encoder']['fp32']['median_ms']:.0f} -> "
-          f"{lat['encoder']['variant']['median_ms']:.0f} ms ({lat['encoder']['speedup']:.2f}x), decoder "
-          f"{lat['decoder_1_point']['fp32']['median_ms']:.1f} -> {lat['decoder_1_point']['variant']['median_ms']:.1f} ms")
-    print("caveat: " + r["caveat"])
+    lines = [f"wrote {out} ({precision}): mean / worst mask IoU vs fp32 {s['mean_mask_iou']:.4f} / "
+             f"{s['min_mask_iou']:.4f}, max score error {s['max_score_error']:.3g}, min embedding cosine "
+             f"{s['min_embedding_cosine']:.5f}, discrimination ratio {s['discrimination_ratio']:.3f}"]
+    if "encoder" in lat:
+        enc, dec = lat["encoder"], lat["decoder_1_point"]
+        line = (f"latency here (median, side by side): encoder {enc['fp32']['median_ms']:.0f} -> "
+                f"{enc['variant']['median_ms']:.0f} ms ({enc['speedup']:.2f}x vs fp32 onnxruntime")
+        for key in enc:
+            if key.startswith("speedup_vs_"):
+                line += f", {enc[key]:.2f}x vs {key[len('speedup_vs_'):]}"
+        lines.append(line + f"), decoder {dec['fp32']['median_ms']:.1f} -> {dec['variant']['median_ms']:.1f} ms")
+    else:
+        lines.append("latency: " + lat["not_measured"])
+    lines.append("caveat: " + r["caveat"])
+    return "\n".join(lines)
+
+
+def _quantize_report(args) -> int:
+    from .quantize.report import DEFAULT_VARIANTS, ReportConfig, run_report
+    variants = _split(args.variants) if args.variants else DEFAULT_VARIANTS
+    result = run_report(ReportConfig(args.bundle, args.out, variants, _split(args.graphs), args.fidelity_images,
+                                     args.keep_variants), progress=not args.no_progress)
+    print((args.out / "quantize-report.md").read_text())
+    print(f"wrote {args.out}/quantize-report.json, .md, .png ({len(result['variants'])} variants)")
+    return 0
+
+
+def _bench_targets(args):
+    from .bench.runner import BenchTarget
+    from .bundle import load_bundle
+    from .quantize.pipeline import BACKEND_OF_FORMAT
+    targets = []
+    for path in args.bundles:
+        formats = load_bundle(path, warn_random=False).manifest.formats
+        backends = _split(args.backend) if args.backend else tuple(BACKEND_OF_FORMAT[f] for f in formats)
+        for backend in backends:
+            for device in _split(args.device):
+                for precision in (_split(args.precision) or (None,)) if backend == "openvino" else (None,):
+                    targets.append(BenchTarget(path, backend, device, precision, args.threads))
+    return targets
+
+
+def _bench(args) -> int:
+    from .bench.gate import compare
+    from .bench.report import markdown, plot_fidelity, plot_stages
+    from .bench.runner import BenchConfig, run_bench
+    from .bench.stats import TimingPlan
+    plan = TimingPlan(warmup=1, min_runs=3, max_runs=3, min_seconds=0) if args.quick else TimingPlan()
+    if args.min_runs:
+        plan = TimingPlan(plan.warmup, args.min_runs, max(plan.max_runs, args.min_runs), plan.min_seconds)
+    reference = json.loads(args.compare.read_text()) if args.compare else None  # fail before measuring
+    result = run_bench(_bench_targets(args), BenchConfig(plan, args.image, baselines=not args.no_baselines),
+                       on_step=lambda s: print(f"bench: {s}", file=sys.stderr))
+    table = markdown(result)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.out / "bench.md").write_text(table)
+        plot_stages(result, args.out / "stages.png")
+        plot_fidelity(result, args.out / "fidelity.png")
+    print(table)
+    if reference is not None:
+        gate = compare(result, reference, args.max_slowdown)
+        print(gate.report())
+        return 0 if gate.passed else 4
     return 0
 
 

@@ -263,15 +263,27 @@ class SamPredictor:
         why = f"{self.backend} on {self.decoder_device}" if self._static_decoders else ""
         return self.bundle.decoder_for(num_clicks, self.format, static_only=self._static_decoders, why_static=why)
 
+    def _decoder_session(self, graph: GraphInfo) -> Session:
+        session = self._decoders.get(graph.file)
+        if session is None:
+            session = self._decoders[graph.file] = self._open(graph, self.decoder_device)
+        return session
+
+    def decoder_session(self, num_clicks: int) -> Session:
+        """The open decoder session a prompt of num_clicks clicks runs on (benchmarks time it directly)."""
+        return self._decoder_session(self.decoder_graph(num_clicks))
+
+    @property
+    def encoder_session(self) -> Session:
+        return self._encoder
+
     def _decode(self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, mask: np.ndarray,
                 has_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         graph = self.decoder_graph(coords.shape[1] - 1)
         if graph.num_points is not None and graph.graph_point_rows != coords.shape[1]:
             raise InputError(f"decoder {graph.file} takes {graph.num_points} clicks ({graph.graph_point_rows} rows); "
                              f"this prompt has {coords.shape[1] - 1}")
-        session = self._decoders.get(graph.file)
-        if session is None:
-            session = self._decoders[graph.file] = self._open(graph, self.decoder_device)
+        session = self._decoder_session(graph)
         feeds = dict(zip(session.input_names, (embedding, coords, labels, mask, has_mask)))
         out = session.run(feeds)
         return out[session.output_names[0]], out[session.output_names[1]]

@@ -28,7 +28,7 @@ class TorchReferencePredictor:
         h, w = image.shape[:2]
         newh, neww = reference_preprocess_shape(h, w, self.image_size)
         resized = np.array(Image.fromarray(image).resize((neww, newh), Image.BILINEAR))
-        x = torch.as_tensor(resized).permute(2, 0, 1).contiguous()[None].float()
+        x = torch.as_tensor(resized).permute(2, 0, 1).contiguous()[None].float().to(self.sam.pixel_mean.device)
         x = (x - self.sam.pixel_mean) / self.sam.pixel_std
         return F.pad(x, (0, self.image_size - neww, 0, self.image_size - newh))
 
@@ -55,18 +55,19 @@ class TorchReferencePredictor:
     def predict(self, point_coords=None, point_labels=None, box=None, mask_input=None,
                 multimask_output: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(full-res logits (C,H,W), iou (C,), low-res logits (C,256,256)) as float32 numpy."""
+        dev = self.sam.pixel_mean.device  # CPU for parity; a CUDA GPU for the bench's GPU baseline row
         points = None
         if point_coords is not None:
-            coords = torch.as_tensor(self.apply_coords(point_coords), dtype=torch.float)[None]
-            labels = torch.as_tensor(point_labels, dtype=torch.int)[None]
+            coords = torch.as_tensor(self.apply_coords(point_coords), dtype=torch.float, device=dev)[None]
+            labels = torch.as_tensor(point_labels, dtype=torch.int, device=dev)[None]
             points = (coords, labels)
         boxes = None
         if box is not None:
             boxes = torch.as_tensor(self.apply_coords(np.asarray(box, float).reshape(-1, 2, 2)).reshape(-1, 4),
-                                    dtype=torch.float)
-        masks = None if mask_input is None else torch.as_tensor(mask_input, dtype=torch.float)[None]
+                                    dtype=torch.float, device=dev)
+        masks = None if mask_input is None else torch.as_tensor(mask_input, dtype=torch.float, device=dev)[None]
         sparse, dense = self.sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
         low_res, iou = self.sam.mask_decoder(self.features, self.sam.prompt_encoder.get_dense_pe(), sparse, dense,
                                              multimask_output)
         full = self.postprocess_masks(low_res)
-        return full[0].numpy(), iou[0].numpy(), low_res[0].numpy()
+        return full[0].cpu().numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()

@@ -1,0 +1,1 @@
+"""Latency benchmarks: per-stage timings, cold start, memory, roofline, same-run baselines, regression gate."""

@@ -1,0 +1,51 @@
+"""Baselines timed in the same run as samedge: the fp32 ONNX Runtime export as the official tooling makes it
+(decoder with in-graph upsampling to the image size) and PyTorch eager. Build time only: these need torch."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def export_official_decoder(sam, out: Path, image_hw: tuple[int, int], input_hw: tuple[int, int]) -> Path:
+    """The decoder as segment-anything's scripts/export_onnx_model.py makes it: prompt encoder + mask decoder
+    + upsampling of all masks to the original image in the graph (SamOnnxModel). orig_im_size is fixed to
+    the benchmark image here (the dynamo exporter needs static sizes); the work per call is the same."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..export.graphs import DecoderGraph
+    from ..model_types import IMAGE_SIZE
+
+    class OfficialDecoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.decoder = DecoderGraph(sam)
+
+        def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input):
+            low_res, iou = self.decoder(image_embeddings, point_coords, point_labels, mask_input, has_mask_input)
+            size = IMAGE_SIZE
+            masks = F.interpolate(low_res, (size, size), mode="bilinear", align_corners=False)
+            masks = masks[..., : input_hw[0], : input_hw[1]]
+            masks = F.interpolate(masks, image_hw, mode="bilinear", align_corners=False)
+            return masks, iou, low_res
+
+    args = (torch.zeros(1, 256, 64, 64), torch.zeros(1, 2, 2), torch.tensor([[1.0, -1.0]]),
+            torch.zeros(1, 1, 256, 256), torch.zeros(1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(OfficialDecoder().eval(), args, str(out), dynamo=True, opset_version=18,
+                          input_names=["image_embeddings", "point_coords", "point_labels", "mask_input",
+                                       "has_mask_input"], output_names=["masks", "iou_predictions", "low_res_masks"],
+                          dynamic_shapes=({}, {1: torch.export.Dim("num_points", min=1, max=64)},
+                                          {1: torch.export.Dim("num_points", min=1, max=64)}, {}, {}),
+                          external_data=False, verbose=False)
+    return out
+
+
+def official_decoder_feeds(embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> dict:
+    return {"image_embeddings": embedding, "point_coords": coords, "point_labels": labels,
+            "mask_input": np.zeros((1, 1, 256, 256), np.float32), "has_mask_input": np.zeros(1, np.float32)}

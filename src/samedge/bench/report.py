@@ -1,0 +1,105 @@
+"""Bench results as Markdown tables and PNG plots."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+STAGES = ("preprocess", "encoder", "decoder_1pt", "postprocess", "end_to_end")
+
+
+def _ms(run: dict, stage: str) -> str:
+    s = run["stages"].get(stage)
+    if s is None:
+        return ""
+    return f"{s['p50']:.1f}" if s["p50"] < 100 else f"{s['p50']:.0f}"
+
+
+def _x(value: float | None) -> str:
+    return f"{value:.2f}x" if value else ""
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"Machine: {m['cpu_model']}, {m['usable_cores']} usable cores, ISA: {' '.join(m['isa_flags'])}; "
+             f"image: {result['image']['name']} ({result['image']['shape'][1]}x{result['image']['shape'][0]}). "
+             "Times are p50 ms (p90, p99, std, min/max in the JSON); speed-ups are same-run ratios of p50.", "",
+             "| run | bundle | precision used | preproc | encoder | decoder 1pt / 2pt / 5pt / box | postproc | end to end "
+             "| prompts/s | encoder vs official fp32 ONNX | vs PyTorch | encoder GFLOP/s (% peak) "
+             "| cold start: load + 1st encode | peak MiB | mean IoU vs fp32 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["runs"]:
+        sp = r.get("speedup", {})
+        cold = r["cold_start_ms"]
+        fid = r.get("fidelity") or {}
+        roof = r.get("roofline", {}).get("encoder", {})
+        frac = roof.get("fraction_of_peak")
+        dec = " / ".join(_ms(r, f"decoder_{k}") for k in ("1pt", "2pt", "5pt", "box"))
+        iou = f"{fid['mean_mask_iou']:.4f}" if fid.get("mean_mask_iou") is not None else ""
+        gflops = f"{roof['achieved_gflops']:.0f}" + (f" ({100 * frac:.0f}%)" if frac else "") if roof else ""
+        cells = [r["id"], r["bundle_precision"], r["precision_used"], _ms(r, "preprocess"), _ms(r, "encoder"), dec, _ms(r, "postprocess"),
+                 _ms(r, "end_to_end"), f"{r['prompts_per_second']:.1f}",
+                 _x(sp.get("baseline-official-onnx", {}).get("encoder")),
+                 _x(sp.get("baseline-pytorch", {}).get("encoder")), gflops,
+                 f"{cold['load']:.0f} + {cold['first_encode']:.0f}", f"{r['memory_mib']['peak']:.0f}", iou]
+        lines.append("| " + " | ".join(cells) + " |")
+    for u in result["unavailable"]:
+        lines.append(f"| {u['id']} | unavailable: {u['reason']} |" + " |" * 13)
+    return "\n".join(lines) + "\n"
+
+
+def plot_stages(result: dict, path: Path) -> Path | None:
+    """Grouped bars: p50 per stage for every run (log scale: encoders and decoders differ 100x)."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    import numpy as np
+    runs = result["runs"]
+    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(runs) + 4), 5))
+    width = 0.8 / len(STAGES)
+    for i, stage in enumerate(STAGES):
+        vals = [r["stages"].get(stage, {}).get("p50", np.nan) for r in runs]
+        ax.bar(np.arange(len(runs)) + i * width, vals, width, label=stage)
+    ax.set_xticks(np.arange(len(runs)) + 0.4 - width / 2, [r["id"] for r in runs], rotation=30, ha="right",
+                  fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("p50 latency, ms (log)")
+    ax.set_title(f"latency by stage on {result['machine']['cpu_model']} ({result['machine']['usable_cores']} cores)",
+                 fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_fidelity(result: dict, path: Path) -> Path | None:
+    """Encoder p50 vs mean mask IoU, for runs whose bundle carries fidelity figures."""
+    runs = [r for r in result["runs"] if (r.get("fidelity") or {}).get("mean_mask_iou") is not None]
+    plt = _pyplot() if runs else None
+    if plt is None:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in runs:
+        x, y = r["stages"]["encoder"]["p50"], r["fidelity"]["mean_mask_iou"]
+        ax.scatter(x, y)
+        ax.annotate(r["id"], (x, y), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    ax.set_xlabel("encoder p50, ms")
+    ax.set_ylabel("mean mask IoU vs fp32 (fidelity, not quality)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _pyplot():
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        return plt
+    except ImportError:
+        log.warning("matplotlib is not installed (pip install 'samedge[report]'); no plots written")
+        return None

@@ -1,0 +1,386 @@
+"""`samedge bench`: time every stage of bundles on backends x devices, plus same-run baselines.
+
+Stages: preprocess (numpy resize + normalise), encoder (the graph), decoder per prompt kind (the graph),
+postprocess (upsampling + threshold), end to end (image -> mask, no embedding cache), and prompts per second
+on a cached embedding. Cold start (session load / compile, first encode, first predict), peak memory, model
+size and the precision the backend actually used are recorded with every run.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tempfile
+import time
+from functools import partial
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import processing
+from ..bundle import load_bundle
+from ..errors import InputError, SamEdgeError
+from .machine import machine_info
+from .memory import PeakMemory
+from .stats import TimingPlan, summarize, time_calls
+
+log = logging.getLogger(__name__)
+SCHEMA = "samedge-bench"
+SCHEMA_VERSION = 1
+PROMPTS = {"1pt": 1, "2pt": 2, "5pt": 5, "box": 1}  # prompt kind -> clicks (a box counts as one)
+
+
+@dataclass(frozen=True)
+class BenchTarget:
+    bundle: Path
+    backend: str = "onnxruntime"
+    device: str = "cpu"
+    precision: str | None = None  # None: the backend's samedge default (f32 on OpenVINO)
+    threads: int | None = None
+
+    @property
+    def run_id(self) -> str:
+        return f"{Path(self.bundle).name}/{self.backend}-{self.device}-{self.precision or 'default'}"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    plan: TimingPlan = field(default_factory=TimingPlan)
+    image: Path | None = None  # default: the built-in ARC2017 photo (480x640, a VGA camera frame)
+    baselines: bool = True  # official-style fp32 ONNX Runtime export and PyTorch eager, same run
+    prompts: tuple[str, ...] = tuple(PROMPTS)
+
+    def __post_init__(self) -> None:
+        bad = [p for p in self.prompts if p not in PROMPTS]
+        if bad:
+            raise InputError(f"unknown prompt kinds {bad}; known: {list(PROMPTS)}")
+
+
+def load_image(path: Path | None) -> tuple[str, np.ndarray]:
+    if path is None:
+        from ..data import sample_images
+        s = sample_images(2)[1]
+        return s.name, s.rgb
+    from PIL import Image
+    with Image.open(path) as img:
+        return Path(path).name, np.asarray(img.convert("RGB"))
+
+
+def prompt_kwargs(kind: str, hw: tuple[int, int]) -> dict:
+    """Deterministic prompts inside the image."""
+    h, w = hw
+    rng = np.random.default_rng(PROMPTS[kind] + (kind == "box"))
+    if kind == "box":
+        return {"box": np.array([w * 0.25, h * 0.25, w * 0.75, h * 0.75]), "multimask_output": False}
+    k = PROMPTS[kind]
+    pts = rng.uniform([0.1 * w, 0.1 * h], [0.9 * w, 0.9 * h], size=(k, 2))
+    return {"point_coords": pts, "point_labels": np.ones(k, int), "multimask_output": k == 1}
+
+
+def _stats(samples: list[float]) -> dict:
+    s = summarize(samples)
+    return {**asdict(s), "spread": s.spread}
+
+
+def _graph_bytes(manifest, fmt: str) -> dict:
+    enc, decs = manifest.graphs_for(fmt)
+    size = lambda g: g.bytes + (g.external_data_bytes or 0)  # noqa: E731
+    return {"encoder": size(enc), "decoders": sum(size(d) for d in decs), "decoder_graphs": len(decs)}
+
+
+def _flops(bundle, rows: int) -> dict:
+    """Analytic FLOPs from the bundle's ONNX graphs (the same math whatever the format runs)."""
+    from .flops import graph_flops
+    m = bundle.manifest
+    dyn = next((d for d in m.decoders if d.num_points is None), None)
+    dec = dyn or next((d for d in m.decoders if d.graph_point_rows == rows), m.decoders[0])
+    enc = graph_flops(bundle.file(m.encoder), {m.encoder.inputs[0].name: (1, 3, m.image_size, m.image_size)})
+    shapes = {"point_coords": (1, dec.graph_point_rows or rows, 2), "point_labels": (1, dec.graph_point_rows or rows)}
+    return {"encoder": enc["total"], "decoder_1pt": graph_flops(bundle.file(dec), shapes)["total"]}
+
+
+def _roofline(stages: dict, flops: dict, peak: float | None) -> dict:
+    out = {}
+    for stage, total in flops.items():
+        if stage not in stages:
+            continue
+        achieved = total / (stages[stage]["p50"] / 1e3) / 1e9
+        out[stage] = {"gflop": total / 1e9, "achieved_gflops": achieved,
+                      "fraction_of_peak": achieved / peak if peak else None}
+    return out
+
+
+def _fidelity(bundle, backend: str, device: str, precision: str | None) -> dict | None:
+    """Fidelity figures the bundle carries: a quantized variant's vs fp32, or a `samedge fidelity` report."""
+    import json
+    report = bundle.manifest.parity.get("fidelity_vs_fp32")
+    if report:
+        s = report["summary"]
+        return {"vs": "fp32 bundle", "mean_mask_iou": s["mean_mask_iou"], "min_mask_iou": s["min_mask_iou"]}
+    path = Path(bundle.path) / "fidelity" / f"{backend}-{device}-{precision or 'f32'}.json"
+    if path.is_file():
+        s = json.loads(path.read_text()).get("summary", {})
+        return {"vs": "pytorch fp32", "mean_mask_iou": s.get("mean_mask_iou"), "min_mask_iou": s.get("min_mask_iou")}
+    if bundle.manifest.precision == "fp32" and backend == "onnxruntime":
+        s = bundle.manifest.parity.get("summary", {})
+        if s:
+            return {"vs": "pytorch fp32", "mean_mask_iou": s.get("mean_mask_iou"), "min_mask_iou": s.get("min_mask_iou")}
+    return None
+
+
+def bench_samedge(target: BenchTarget, cfg: BenchConfig, image: np.ndarray, peak_gflops: float | None) -> dict:
+    from ..predictor import SamPredictor
+    from ..quantize.pipeline import variant_precision
+    bundle = load_bundle(target.bundle, warn_random=False)
+    m = bundle.manifest
+    hw = image.shape[:2]
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        predictor = SamPredictor(bundle, target.backend, target.device, threads=target.threads,
+                                 precision=target.precision, embedding_cache_size=0)
+        load_ms = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        predictor.set_image(image)
+        first_encode = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        predictor.predict(**prompt_kwargs("1pt", hw))
+        first_predict = (time.perf_counter() - t0) * 1e3
+
+        stages: dict[str, dict] = {}
+        x, geom = processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std)
+        stages["preprocess"] = _stats(time_calls(
+            lambda: processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std), cfg.plan))
+        encoder = predictor.encoder_session
+        feed = {encoder.input_names[0]: x}
+        stages["encoder"] = _stats(time_calls(lambda: encoder.run(feed), cfg.plan))
+        embedding = predictor.get_image_embedding()
+        low_res = None
+        for kind in cfg.prompts:
+            kwargs = prompt_kwargs(kind, hw)
+            session = predictor.decoder_session(PROMPTS[kind])
+            coords, labels = predictor._prompt_rows(kwargs.get("point_coords"), kwargs.get("point_labels"),
+                                                    kwargs.get("box"), geom)
+            dfeed = dict(zip(session.input_names, (embedding, coords, labels, np.zeros((1, 1, 256, 256), np.float32),
+                                                   np.zeros(1, np.float32))))
+            stages[f"decoder_{kind}"] = _stats(time_calls(lambda: session.run(dfeed), cfg.plan))
+            if kind == "1pt":
+                low_res = session.run(dfeed)[session.output_names[0]][0, 1:]
+        if low_res is not None:
+            stages["postprocess"] = _stats(time_calls(
+                lambda: processing.postprocess_masks(low_res, geom) > m.mask_threshold, cfg.plan))
+        one = prompt_kwargs("1pt", hw)
+        stages["end_to_end"] = _stats(time_calls(lambda: (predictor.set_image(image), predictor.predict(**one)),
+                                                 cfg.plan))
+        stages["prompt_1pt"] = _stats(time_calls(lambda: predictor.predict(**one), cfg.plan))
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < max(cfg.plan.min_seconds, 0.2):
+            predictor.predict(**one)
+            count += 1
+        pps = count / (time.perf_counter() - start)
+    info = encoder.info
+    predictor.close()
+    return {
+        "id": target.run_id, "kind": "samedge", "model_type": m.model_type, "weights": m.weights.source,
+        "bundle": str(target.bundle), "bundle_precision": variant_precision(m), "format": predictor.format,
+        "backend": target.backend, "device": target.device, "precision_requested": target.precision,
+        "precision_used": info.precision, "executes_on": list(info.executes_on), "backend_version": info.version,
+        "threads": target.threads, "model_bytes": _graph_bytes(m, predictor.format),
+        "cold_start_ms": {"load": load_ms, "first_encode": first_encode, "first_predict": first_predict},
+        "memory_mib": {"before": mem.before_mib, "peak": mem.peak_mib, "peak_resettable": mem.resettable},
+        "stages": stages, "prompts_per_second": pps,
+        "roofline": _roofline(stages, _flops(bundle, 2), peak_gflops),
+        "fidelity": _fidelity(bundle, target.backend, target.device, target.precision),
+    }
+
+
+def bench_official_onnx(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, threads: int | None,
+                        peak_gflops: float | None) -> dict:
+    """fp32 encoder ONNX + the official-style decoder (in-graph upsampling), plain ORT session, numpy pre."""
+    import onnxruntime as ort
+
+    from ..export.rebuild import model_for_manifest
+    from .baselines import export_official_decoder, official_decoder_feeds
+    bundle = load_bundle(bundle_path, warn_random=False)
+    m = bundle.manifest
+    geom = processing.geometry_for(*image.shape[:2], m.image_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        dec_path = export_official_decoder(model_for_manifest(m), Path(tmp) / "official_decoder.onnx",
+                                           geom.original_hw, geom.input_hw)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            enc = ort.InferenceSession(str(bundle.file(m.encoder)), opts, providers=["CPUExecutionProvider"])
+            dec = ort.InferenceSession(str(dec_path), opts, providers=["CPUExecutionProvider"])
+            load_ms = (time.perf_counter() - t0) * 1e3
+            x, _ = processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std)
+            t0 = time.perf_counter()
+            embedding = enc.run(None, {"image": x})[0]
+            first_encode = (time.perf_counter() - t0) * 1e3
+            stages = {"preprocess": _stats(time_calls(
+                lambda: processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std), cfg.plan))}
+            stages["encoder"] = _stats(time_calls(lambda: enc.run(None, {"image": x}), cfg.plan))
+            first_predict = None
+            for kind in cfg.prompts:
+                kw = prompt_kwargs(kind, image.shape[:2])
+                if kind == "box":
+                    b = processing.transform_boxes(kw["box"], geom).reshape(2, 2)
+                    coords, labels = b[None], np.array([[2.0, 3.0]], np.float32)
+                else:
+                    pts = processing.transform_coords(kw["point_coords"], geom)
+                    coords = np.concatenate([pts, np.zeros((1, 2))])[None].astype(np.float32)
+                    labels = np.array([[1.0] * len(pts) + [-1.0]], np.float32)
+                feeds = official_decoder_feeds(embedding, coords.astype(np.float32), labels)
+                if first_predict is None:
+                    t0 = time.perf_counter()
+                    dec.run(None, feeds)
+                    first_predict = (time.perf_counter() - t0) * 1e3
+                # the official graph returns full-size logits; the user thresholds them
+                stages[f"decoder_{kind}"] = _stats(time_calls(lambda: dec.run(None, feeds)[0] > 0, cfg.plan))
+            one = official_decoder_feeds(embedding, *_one_point(image, geom))
+
+            def e2e():
+                xx, _ = processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std)
+                one["image_embeddings"] = enc.run(None, {"image": xx})[0]
+                return dec.run(None, one)[0] > 0
+            stages["end_to_end"] = _stats(time_calls(e2e, cfg.plan))
+            stages["prompt_1pt"] = stages["decoder_1pt"]
+    return {"id": f"{m.model_type}/baseline-official-onnx-fp32", "kind": "baseline-official-onnx",
+            "model_type": m.model_type, "weights": m.weights.source, "bundle": str(bundle_path),
+            "bundle_precision": "fp32", "format": "onnx", "backend": "onnxruntime", "device": "cpu",
+            "precision_requested": None, "precision_used": "fp32", "executes_on": ["CPUExecutionProvider"],
+            "backend_version": ort.__version__, "threads": threads,
+            "model_bytes": {"encoder": m.encoder.bytes, "decoders": dec_path_bytes(dec_path)},
+            "cold_start_ms": {"load": load_ms, "first_encode": first_encode, "first_predict": first_predict},
+            "memory_mib": {"before": mem.before_mib, "peak": mem.peak_mib, "peak_resettable": mem.resettable},
+            "stages": stages, "prompts_per_second": 1e3 / stages["decoder_1pt"]["p50"],
+            "roofline": _roofline(stages, _flops(bundle, 2), peak_gflops), "fidelity": None,
+            "note": "decoder exported like segment-anything's scripts/export_onnx_model.py (SamOnnxModel: masks "
+                    "upsampled to the image size inside the graph), orig_im_size fixed to the benchmark image"}
+
+
+def dec_path_bytes(path: Path) -> int | None:
+    return path.stat().st_size if path.exists() else None
+
+
+def _one_point(image: np.ndarray, geom) -> tuple[np.ndarray, np.ndarray]:
+    kw = prompt_kwargs("1pt", image.shape[:2])
+    pts = processing.transform_coords(kw["point_coords"], geom)
+    return (np.concatenate([pts, np.zeros((1, 2))])[None].astype(np.float32),
+            np.array([[1.0, -1.0]], np.float32))
+
+
+def bench_pytorch(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, threads: int | None,
+                  peak_gflops: float | None, device: str = "cpu") -> dict:
+    """segment-anything's own predictor logic in PyTorch eager, fp32, on the CPU or a CUDA GPU (the GPU row
+    where onnxruntime-gpu is not installed)."""
+    import torch
+
+    from ..export.reference import TorchReferencePredictor
+    from ..export.rebuild import model_for_manifest
+    from ..errors import BackendUnavailableError
+    bundle = load_bundle(bundle_path, warn_random=False)
+    m = bundle.manifest
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError("no CUDA GPU here (torch.cuda.is_available() is False)")
+    if threads:
+        torch.set_num_threads(threads)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    with PeakMemory() as mem, torch.inference_mode():
+        t0 = time.perf_counter()
+        ref = TorchReferencePredictor(model_for_manifest(m).to(device), m.image_size)
+        load_ms = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        ref.set_image(image)
+        first_encode = (time.perf_counter() - t0) * 1e3
+        one = prompt_kwargs("1pt", image.shape[:2])
+        t0 = time.perf_counter()
+        ref.predict(**one)
+        first_predict = (time.perf_counter() - t0) * 1e3
+        x = ref.preprocess(image).to(device)
+        stages = {"preprocess": _stats(time_calls(lambda: ref.preprocess(image), cfg.plan)),
+                  "encoder": _stats(time_calls(lambda: (ref.sam.image_encoder(x), sync()), cfg.plan))}
+        for kind in cfg.prompts:  # predict() = prompt encoder + decoder + upsampling, as in SamPredictor
+            kw = prompt_kwargs(kind, image.shape[:2])
+            stages[f"decoder_{kind}"] = _stats(time_calls(lambda: ref.predict(**kw)[0] > 0, cfg.plan))
+        stages["end_to_end"] = _stats(time_calls(lambda: (ref.set_image(image), ref.predict(**one)), cfg.plan))
+        stages["prompt_1pt"] = stages["decoder_1pt"]
+    gpu = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    return {"id": f"{m.model_type}/baseline-pytorch-eager-fp32" + ("-cuda" if device == "cuda" else ""),
+            "kind": "baseline-pytorch" if device == "cpu" else "baseline-pytorch-cuda",
+            "model_type": m.model_type, "weights": m.weights.source, "bundle": str(bundle_path),
+            "bundle_precision": "fp32", "format": "pytorch", "backend": "pytorch",
+            "device": "cpu" if device == "cpu" else "gpu",
+            "precision_requested": None, "precision_used": "fp32", "executes_on": [gpu],
+            "backend_version": torch.__version__, "threads": torch.get_num_threads(), "model_bytes": None,
+            "cold_start_ms": {"load": load_ms, "first_encode": first_encode, "first_predict": first_predict},
+            "memory_mib": {"before": mem.before_mib, "peak": mem.peak_mib, "peak_resettable": mem.resettable},
+            "stages": stages, "prompts_per_second": 1e3 / stages["decoder_1pt"]["p50"],
+            "roofline": _roofline(stages, _flops(bundle, 2), peak_gflops), "fidelity": None}
+
+
+def _fp32_bundle_for(model_type: str, targets: list[BenchTarget]) -> Path | None:
+    for t in targets:
+        m = load_bundle(t.bundle, warn_random=False).manifest
+        if m.model_type == model_type and m.precision == "fp32":
+            return Path(t.bundle)
+    return None
+
+
+def run_bench(targets: list[BenchTarget], cfg: BenchConfig, on_step=lambda s: None) -> dict:
+    """Every target, then the baselines once per model type; a target that cannot run here is recorded as
+    unavailable with the reason, never dropped."""
+    machine = machine_info()
+    name, image = load_image(cfg.image)
+    runs, unavailable = [], []
+    for t in targets:
+        on_step(t.run_id)
+        try:
+            runs.append(bench_samedge(t, cfg, image, machine.peak_gflops_fp32))
+        except SamEdgeError as exc:
+            unavailable.append({"id": t.run_id, "bundle": str(t.bundle), "backend": t.backend, "device": t.device,
+                                "precision": t.precision, "reason": f"{type(exc).__name__}: {exc}"})
+    if cfg.baselines:
+        model_types = []
+        for r in runs:
+            if r["model_type"] not in model_types:
+                model_types.append(r["model_type"])
+        threads = next((t.threads for t in targets if t.threads), None)
+        for mt in model_types:
+            fp32 = _fp32_bundle_for(mt, targets)
+            if fp32 is None:
+                unavailable.append({"id": f"{mt}/baselines", "reason": "no fp32 bundle of this model among the "
+                                    "targets (the baselines are built from its fp32 ONNX graphs)"})
+                continue
+            for label, fn in (("baseline-official-onnx", bench_official_onnx), ("baseline-pytorch", bench_pytorch),
+                              ("baseline-pytorch-cuda", partial(bench_pytorch, device="cuda"))):
+                if label == "baseline-pytorch-cuda" and not any(t.device == "gpu" for t in targets):
+                    continue
+                on_step(f"{mt}/{label}")
+                try:
+                    runs.append(fn(fp32, cfg, image, threads, machine.peak_gflops_fp32))
+                except (SamEdgeError, ImportError) as exc:
+                    unavailable.append({"id": f"{mt}/{label}", "reason": f"{type(exc).__name__}: {exc}"})
+    result = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+              "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "machine": machine.to_dict(), "image": {"name": name, "shape": list(image.shape)},
+              "timing": asdict(cfg.plan), "runs": runs, "unavailable": unavailable}
+    add_speedups(result)
+    return result
+
+
+def add_speedups(result: dict) -> None:
+    """Each samedge run's p50 ratios against the baselines of the same model in the same file."""
+    base = {(r["model_type"], r["kind"]): r for r in result["runs"] if r["kind"] != "samedge"}
+    for r in result["runs"]:
+        if r["kind"] != "samedge":
+            continue
+        r["speedup"] = {}
+        for kind in ("baseline-official-onnx", "baseline-pytorch", "baseline-pytorch-cuda"):
+            b = base.get((r["model_type"], kind))
+            if b is None:
+                continue
+            r["speedup"][kind] = {stage: b["stages"][stage]["p50"] / r["stages"][stage]["p50"]
+                                  for stage in ("encoder", "decoder_1pt", "end_to_end")
+                                  if stage in b["stages"] and stage in r["stages"]}

@@ -1,0 +1,147 @@
+"""samedge bench: statistics, FLOP counting, JSON schema, Markdown/plots, and the CI regression gate."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from samedge.bench.flops import graph_flops
+from samedge.bench.gate import compare
+from samedge.bench.machine import peak_gflops
+from samedge.bench.stats import TimingPlan, summarize, time_calls
+from samedge.errors import InputError
+
+SCHEMA = Path(__file__).parents[1] / "src" / "samedge" / "bench" / "schema" / "bench-v1.schema.json"
+
+
+def test_summarize_matches_numpy_definitions():
+    s = summarize(list(range(1, 101)))
+    assert (s.n, s.p50, s.min, s.max, s.mean) == (100, 50.5, 1, 100, 50.5)
+    assert s.p90 == pytest.approx(90.1) and s.p99 == pytest.approx(99.01)
+    assert s.std == pytest.approx(np.std(np.arange(1, 101), ddof=1))
+    assert s.spread == pytest.approx((90.1 - 50.5) / 50.5)
+    one = summarize([7.0])
+    assert (one.p50, one.p99, one.std) == (7.0, 7.0, 0.0)
+    for bad in ([], [1.0, float("nan")], [-1.0], [[1.0, 2.0]]):
+        with pytest.raises(InputError):
+            summarize(bad)
+
+
+def test_time_calls_follows_the_plan():
+    calls = []
+    samples = time_calls(lambda: calls.append(1), TimingPlan(warmup=2, min_runs=4, max_runs=4, min_seconds=0))
+    assert len(samples) == 4 and len(calls) == 6 and all(t >= 0 for t in samples)
+    samples = time_calls(lambda: None, TimingPlan(warmup=0, min_runs=1, max_runs=50, min_seconds=0.05))
+    assert 1 <= len(samples) <= 50
+    with pytest.raises(InputError, match="bad timing plan"):
+        TimingPlan(min_runs=5, max_runs=2)
+
+
+def test_flops_of_matmul_gemm_and_conv(tmp_path):
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]),
+             helper.make_node("Conv", ["img", "k"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Gemm", ["a", "b"], ["g"], transB=1)]
+    inits = [onnx.numpy_helper.from_array(np.zeros((8, 16), np.float32), "w"),
+             onnx.numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "k"),
+             onnx.numpy_helper.from_array(np.zeros((32, 8), np.float32), "b")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 8]),
+                                           helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 3, 8, 8]),
+                                           helper.make_tensor_value_info("a", TensorProto.FLOAT, [5, 8])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "c", "g")],
+                              inits)
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    f = graph_flops(path, {"x": (2, 4, 8)})
+    assert f["by_op"] == {"MatMul": 2 * 2 * 4 * 16 * 8, "Conv": 2 * (4 * 8 * 8) * (3 * 3 * 3), "Gemm": 2 * 5 * 32 * 8}
+    assert f["total"] == sum(f["by_op"].values()) and f["unresolved_nodes"] == 0
+
+
+def test_peak_gflops_formula():
+    assert peak_gflops(("avx512f",), 2, 2600.0) == (332.8, "2 cores x 2.60 GHz x 64 fp32 FLOP/cycle (2 FMA pipes)")
+    assert peak_gflops(("avx2",), 4, 3000.0)[0] == 384.0
+    assert peak_gflops((), 4, None) == (None, "clock unknown")
+
+
+def _synthetic(encoder=100.0, decoder=10.0, e2e=130.0, base=(200.0, 20.0, 250.0), scale=1.0) -> dict:
+    def stages(enc, dec, e2e_):
+        mk = lambda v: {"p50": v * scale}  # noqa: E731
+        return {"encoder": mk(enc), "decoder_1pt": mk(dec), "end_to_end": mk(e2e_)}
+    return {"schema": "samedge-bench", "runs": [
+        {"id": "m/onnxruntime-cpu-default", "kind": "samedge", "model_type": "m", "stages": stages(encoder, decoder, e2e)},
+        {"id": "m/baseline-official-onnx-fp32", "kind": "baseline-official-onnx", "model_type": "m",
+         "stages": stages(*base)}]}
+
+
+def test_gate_passes_noise_and_a_uniformly_slower_machine():
+    ref = _synthetic()
+    assert compare(_synthetic(scale=1.6), ref, 1.15).passed  # whole machine 60% slower: ratios unchanged
+    assert compare(_synthetic(encoder=110.0), ref, 1.15).passed  # 10% noise on one stage: within 1.15
+
+
+def test_gate_fails_a_synthetic_regression_and_names_it():
+    result = compare(_synthetic(encoder=130.0, scale=0.9), _synthetic(), 1.15)
+    assert not result.passed
+    [reg] = result.regressions
+    assert (reg.run, reg.stage) == ("m/onnxruntime-cpu-default", "encoder") and reg.slowdown == pytest.approx(1.3)
+    assert "REGRESSION m/onnxruntime-cpu-default encoder" in result.report() and "gate: FAILED" in result.report()
+
+
+def test_gate_fails_a_missing_run_and_needs_the_baseline():
+    current = _synthetic()
+    reference = _synthetic()
+    reference["runs"].append({**copy.deepcopy(reference["runs"][0]), "id": "m/openvino-cpu-f32"})
+    result = compare(current, reference, 1.15)
+    assert result.missing == ("m/openvino-cpu-f32",) and not result.passed
+    no_base = _synthetic()
+    no_base["runs"].pop()
+    with pytest.raises(InputError, match="no baseline-official-onnx run"):
+        compare(no_base, reference, 1.15)
+    with pytest.raises(InputError, match="max_slowdown"):
+        compare(current, reference, 0.9)
+
+
+def test_bench_cli_json_schema_table_plots_and_gate(tiny_bundle, tmp_path, capsys):
+    jsonschema = pytest.importorskip("jsonschema")
+    from samedge.cli import main
+    out = tmp_path / "bench"
+    assert main(["bench", str(tiny_bundle), "--device", "cpu,npu", "--quick", "--out", str(out)]) == 0
+    result = json.loads((out / "bench.json").read_text())
+    jsonschema.validate(result, json.loads(SCHEMA.read_text()))
+    kinds = {r["kind"] for r in result["runs"]}
+    assert kinds == {"samedge", "baseline-official-onnx", "baseline-pytorch"}
+    [ours] = [r for r in result["runs"] if r["kind"] == "samedge"]
+    for stage in ("preprocess", "encoder", "decoder_1pt", "decoder_2pt", "decoder_5pt", "decoder_box",
+                  "postprocess", "end_to_end"):
+        s = ours["stages"][stage]
+        assert s["n"] == 3 and 0 < s["min"] <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"]
+    assert ours["stages"]["end_to_end"]["p50"] > ours["stages"]["encoder"]["p50"]  # it includes the encoder
+    assert set(ours["speedup"]) == {"baseline-official-onnx", "baseline-pytorch"}
+    assert ours["roofline"]["encoder"]["gflop"] > 1 and ours["memory_mib"]["peak"] > 0
+    assert ours["model_bytes"]["encoder"] == json.loads((tiny_bundle / "manifest.json").read_text())["encoder"]["bytes"]
+    # the NPU is missing here: a row with the reason, not a silent drop
+    [npu] = [u for u in result["unavailable"] if u["id"].endswith("onnxruntime-npu-default")]
+    assert "npu" in npu["reason"].lower()
+    table = (out / "bench.md").read_text()
+    assert "| tiny/onnxruntime-cpu-default |" in table and "unavailable:" in table
+    assert (out / "stages.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    # the gate: against a reference where samedge was 3x slower (relative to the same-run baseline) it passes,
+    # against one where it was 3x faster it fails; factors far outside --quick timing noise
+    for name, factor in (("slow", 3.0), ("fast", 1 / 3)):
+        doctored = copy.deepcopy(result)
+        for r in doctored["runs"]:
+            if r["kind"] == "samedge":
+                for s in r["stages"].values():
+                    s["p50"] *= factor
+        (tmp_path / f"{name}.json").write_text(json.dumps(doctored))
+    assert compare(result, result, 1.0).passed  # a result against itself: every ratio is exactly 1
+    capsys.readouterr()
+    assert main(["bench", str(tiny_bundle), "--quick", "--compare", str(tmp_path / "slow.json")]) == 0
+    assert "gate: passed" in capsys.readouterr().out
+    assert main(["bench", str(tiny_bundle), "--quick", "--compare", str(tmp_path / "fast.json")]) == 4
+    assert "REGRESSION tiny/onnxruntime-cpu-default" in capsys.readouterr().out
