@@ -95,6 +95,33 @@ def check_targets(result: dict) -> list[dict]:
     return rows
 
 
+def profile_misses(rows: list[dict], work: Path) -> None:
+    """For each missed target, where the time goes: ONNX Runtime's per-op profile of that stage's fp32 graph
+    (the same math every backend runs), top op types by share."""
+    import numpy as np
+
+    from samedge.bench.profile import profile_onnx
+    from samedge.bundle import load_bundle
+    for r in rows:
+        if r.get("met", True):
+            continue
+        bundle = load_bundle(work / r["model"], warn_random=False)
+        m = bundle.manifest
+        if r["target"].startswith("decoder"):
+            graph = next(d for d in m.decoders if d.num_points == 1)
+            rng = np.random.default_rng(0)
+            feeds = {"image_embeddings": rng.standard_normal(m.embedding_shape).astype(np.float32),
+                     "point_coords": np.array([[[300.0, 200.0], [0.0, 0.0]]], np.float32),
+                     "point_labels": np.array([[1.0, -1.0]], np.float32),
+                     "mask_input": np.zeros((1, 1, 256, 256), np.float32), "has_mask_input": np.zeros(1, np.float32)}
+        else:
+            graph = m.encoder
+            feeds = {"image": np.random.default_rng(0).standard_normal((1, 3, 1024, 1024)).astype(np.float32)}
+        prof = profile_onnx(bundle.file(graph), feeds)
+        r["profile"] = {"graph": graph.file, "backend": "onnxruntime cpu fp32", "total_ms": prof["total_ms"],
+                        "top_op_types": prof["by_op_type"][:6]}
+
+
 def targets_markdown(rows: list[dict]) -> str:
     lines = ["| model | target | measured (best run) | met | roofline of that stage |", "|---|---|---|---|---|"]
     for r in rows:
@@ -109,6 +136,12 @@ def targets_markdown(rows: list[dict]) -> str:
             if r.get("fraction_of_peak") else ""
         lines.append(f"| {r['model']} | {r['target']} {op} {r['limit']:g}{unit} | {r['value']:.2f}{unit} "
                      f"({r['best_run']}) | {'yes' if r['met'] else 'no' + miss} | {frac} |")
+    for r in rows:
+        if "profile" in r:
+            p = r["profile"]
+            ops = ", ".join(f"{o['op']} {100 * o['share']:.0f}%" for o in p["top_op_types"])
+            lines.append(f"\n{r['model']} {r['target']} missed; {p['graph']} on {p['backend']} "
+                         f"({p['total_ms']:.0f} ms in kernels): {ops}.")
     return "\n".join(lines) + "\n"
 
 
@@ -118,7 +151,17 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("benchmarks/.bundles"))
     ap.add_argument("--out", type=Path, default=None, help="default benchmarks/results/<cpu>-<cores>c")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--retarget", type=Path, default=None, metavar="RESULTS_DIR",
+                    help="recompute targets.md (with profiles of missed targets) from RESULTS_DIR/bench.json")
     args = ap.parse_args()
+    if args.retarget:
+        result = json.loads((args.retarget / "bench.json").read_text())
+        result["targets"] = check_targets(result)
+        profile_misses(result["targets"], args.work)
+        (args.retarget / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+        (args.retarget / "targets.md").write_text(targets_markdown(result["targets"]))
+        print(targets_markdown(result["targets"]))
+        return 0
     bundles = [b for m in args.models.split(",") for b in ensure_bundles(m, args.work)]
     plan = TimingPlan(warmup=1, min_runs=3, max_runs=3, min_seconds=0) if args.quick else TimingPlan()
     result = run_bench(targets_for(bundles), BenchConfig(plan), on_step=lambda s: print("bench:", s, flush=True))
@@ -127,6 +170,7 @@ def main() -> int:
                                                      + f"-{m['usable_cores']}c")
     out.mkdir(parents=True, exist_ok=True)
     targets = check_targets(result)
+    profile_misses(targets, args.work)
     result["targets"] = targets
     for r in result["runs"]:  # bundle paths are local; the folder names say which variant a run used
         r["bundle"] = Path(r["bundle"]).name

@@ -145,3 +145,13 @@ def test_bench_cli_json_schema_table_plots_and_gate(tiny_bundle, tmp_path, capsy
     assert "gate: passed" in capsys.readouterr().out
     assert main(["bench", str(tiny_bundle), "--quick", "--compare", str(tmp_path / "fast.json")]) == 4
     assert "REGRESSION tiny/onnxruntime-cpu-default" in capsys.readouterr().out
+
+
+def test_profile_sums_ort_node_times_by_op_type(tiny_bundle):
+    from samedge.bench.profile import profile_onnx
+    feeds = {"image": np.random.default_rng(0).standard_normal((1, 3, 1024, 1024)).astype(np.float32)}
+    p = profile_onnx(tiny_bundle / "encoder.onnx", feeds, runs=2)
+    ops = {r["op"] for r in p["by_op_type"]}
+    assert p["total_ms"] > 0 and sum(r["share"] for r in p["by_op_type"]) == pytest.approx(1.0)
+    assert ops & {"MatMul", "Gemm", "FusedMatMul", "Conv", "FusedConv"}
+    assert [r["ms"] for r in p["by_op_type"]] == sorted((r["ms"] for r in p["by_op_type"]), reverse=True)

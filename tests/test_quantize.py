@@ -251,3 +251,10 @@ def test_quantize_report_writes_table_plot_and_json(tiny_bundle, tmp_path, capsy
     assert (out / "quantize-report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (out / "variants").exists()
     assert "| coreml-w8a8 |" in capsys.readouterr().out
+
+
+def test_openvino_variant_from_a_relative_bundle_path(tiny_bundle, tmp_path, monkeypatch):
+    """The same-backend fp32 baseline links the source's ONNX files; a relative source path must still work."""
+    monkeypatch.chdir(tiny_bundle.parent)
+    m = _quantize(Path(tiny_bundle.name), tmp_path / "q", "ov-fp16", graphs=("encoder",))
+    assert m.parity["fidelity_vs_fp32"]["latency"]["encoder"]["fp32_openvino"]["median_ms"] > 0

@@ -166,7 +166,7 @@ def _openvino_fp32(source, tmp: Path):
         return source
     from ..export import openvino_convert
     for g in (source.manifest.encoder, *source.manifest.decoders):
-        (tmp / g.file).symlink_to(source.file(g))
+        (tmp / g.file).symlink_to(source.file(g).resolve())  # absolute: a relative link would point into tmp
     conv = openvino_convert.convert_bundle_openvino(source.path, tmp, source.manifest)
     replace(source.manifest, converted={"openvino": conv}).write(tmp)
     return load_bundle(tmp, warn_random=False)
