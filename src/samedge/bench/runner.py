@@ -114,7 +114,8 @@ def _fidelity(bundle, backend: str, device: str, precision: str | None) -> dict 
     """Fidelity figures the bundle carries: a quantized variant's vs fp32, or a `samedge fidelity` report."""
     import json
     report = bundle.manifest.parity.get("fidelity_vs_fp32")
-    if report:
+    # a variant's figure was measured at samedge's default precision (f32 on OpenVINO); bf16 on top differs
+    if report and precision in (None, "f32"):
         s = report["summary"]
         return {"vs": "fp32 bundle", "mean_mask_iou": s["mean_mask_iou"], "min_mask_iou": s["min_mask_iou"]}
     path = Path(bundle.path) / "fidelity" / f"{backend}-{device}-{precision or 'f32'}.json"
