@@ -117,3 +117,68 @@ def test_file_adapters(tmp_path):
     assert np.allclose(tb.t, [0, 0.008, 0.016]) and np.isnan(tb.x[1]) and tb.valid.tolist() == [True, False, True]
     trace, meta = read_eyelink_edf(os.path.join(DATA, "test_raw_binocular.edf"), eye="right")
     assert meta["sfreq"] == 500.0 and trace.valid.mean() > 0.5 and set(meta["fixations"]["eye"]) == {1.0}
+
+
+class FakePredictor:
+    """Counts calls; an 'embedding' per encoded frame; masks are discs of radius 40 around the prompt."""
+
+    def __init__(self, hw=(240, 320)) -> None:
+        self.hw, self.current, self.encoded, self.predicts = hw, None, [], []
+
+    def set_image_async(self, rgb):
+        self.encoded.append(rgb)
+        self.current = object()  # a fresh embedding (synchronous here)
+
+    def predict(self, point_coords, point_labels, multimask_output=True, mask_input=None):
+        self.predicts.append({"point": point_coords[0].tolist(), "prior": mask_input is not None})
+        yy, xx = np.mgrid[: self.hw[0], : self.hw[1]]
+        disc = np.hypot(xx - point_coords[0, 0], yy - point_coords[0, 1]) < 40
+        n = 3 if multimask_output else 1
+        return np.repeat(disc[None], n, 0), np.linspace(0.9, 0.5, n), np.zeros((n, 256, 256), np.float32)
+
+
+def _fix(t, x, y):
+    from samedge_gaze.fixations import Fixation
+    return Fixation(t, t + 0.2, x, y, 20)
+
+
+def _run(policy, frames, scanpath):
+    """scanpath: {frame index: (x, y)} fixation onsets; each fixation ends before the next onset."""
+    from samedge_gaze.scheduler import GazeSegmenter
+    fake = FakePredictor()
+    seg = GazeSegmenter(fake, policy)
+    for i, frame in enumerate(frames):
+        seg.on_frame(frame)
+        if i in scanpath:
+            seg.on_fixation("offset", _fix(0, 0, 0))
+            seg.on_fixation("onset", _fix(i / 30, *scanpath[i]))
+    return fake, seg
+
+
+def test_scheduler_heavy_model_encodes_on_demand_and_decodes_per_fixation():
+    from samedge_gaze.scheduler import SchedulePolicy
+    still = [np.full((240, 320, 3), 100, np.uint8)] * 90
+    scanpath = {5: (100, 100), 8: (110, 105), 12: (250, 180), 60: (252, 182)}
+    fake, seg = _run(SchedulePolicy("on_demand", every_k_frames=30, stale_after_frames=10), still, scanpath)
+    # encoder: frame 0 (first); frame 12, onset of B on an embedding 12 > 10 frames old (stale); frame 42,
+    # 30 frames after the last encode; frame 60, onset on an 18-frame-old embedding. Never per gaze sample.
+    assert seg.stats.reasons == {"first frame": 1, "fixation onset, stale embedding": 2, "every k frames": 1}
+    # decoder: A at its onset; the fixation at frame 8 lands inside A's mask on the same embedding: kept;
+    # B at its onset (fresh embedding, outside A); frame 42's new embedding during B: re-decoded with the
+    # prior logits; frame 60: new embedding and a fixation inside B's mask: one decode with the prior
+    assert seg.stats.masks_kept == 1
+    assert [p["point"] for p in fake.predicts] == [[100, 100], [250, 180], [250, 180], [252, 182]]
+    assert [p["prior"] for p in fake.predicts] == [False, False, True, True]
+
+
+def test_scheduler_light_model_and_scene_change():
+    from samedge_gaze.scheduler import SchedulePolicy
+    frames = [np.full((240, 320, 3), 100, np.uint8)] * 10 + [np.full((240, 320, 3), 200, np.uint8)] * 10
+    fake, seg = _run(SchedulePolicy("every_frame"), frames, {3: (50, 50)})
+    assert seg.stats.encoder_requests == 20
+    # one decode at the onset, then one per new embedding while the fixation lasts (per frame, not per sample)
+    assert seg.stats.decoder_calls == 1 + 16 and all(p["prior"] for p in fake.predicts[1:])
+    fake, seg = _run(SchedulePolicy("on_demand", every_k_frames=100), frames, {})
+    assert seg.stats.reasons == {"first frame": 1, "scene change": 1} and seg.stats.decoder_calls == 0
+    with pytest.raises(ValueError, match="encoder policy"):
+        SchedulePolicy("sometimes")

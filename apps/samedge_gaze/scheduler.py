@@ -1,0 +1,124 @@
+"""When to run the encoder and the decoder in the gaze demo.
+
+- The decoder runs per fixation event (onset), never per gaze sample; and once more when a new image
+  embedding arrives during a fixation, with the previous low-res logits as mask_input (temporal stability).
+- A fixation that lands inside the mask on screen keeps it: no decoder call.
+- The encoder runs on every frame for light models (policy "every_frame"), or for heavy ones ("on_demand")
+  on the first frame, on a fixation onset when the embedding is older than `stale_after_frames`, on a scene
+  change, and at least every `every_k_frames`. It is asynchronous (set_image_async): frames never wait.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .fixations import Fixation
+
+POLICIES = ("every_frame", "on_demand")
+
+
+@dataclass(frozen=True)
+class SchedulePolicy:
+    encoder: str = "every_frame"
+    every_k_frames: int = 30
+    stale_after_frames: int = 10
+    scene_change: float = 0.12  # mean absolute difference of 32x32 grey thumbnails, 0..1
+
+    def __post_init__(self) -> None:
+        if self.encoder not in POLICIES:
+            raise ValueError(f"encoder policy must be one of {POLICIES}, got {self.encoder!r}")
+        if self.every_k_frames < 1 or self.stale_after_frames < 0:
+            raise ValueError("every_k_frames must be >= 1 and stale_after_frames >= 0")
+
+
+def thumbnail(rgb: np.ndarray, size: int = 32) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    ys = (np.arange(size) * h // size)[:, None]
+    xs = (np.arange(size) * w // size)[None, :]
+    return rgb[ys, xs].mean(axis=-1) / 255.0
+
+
+@dataclass
+class SegmenterStats:
+    encoder_requests: int = 0
+    decoder_calls: int = 0
+    masks_kept: int = 0
+    reasons: dict = field(default_factory=dict)
+
+    def count(self, reason: str) -> None:
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+
+class GazeSegmenter:
+    """Drives a SamPredictor (or anything with set_image_async, current and predict) from frames and
+    fixation events; `mask` is what to draw now."""
+
+    def __init__(self, predictor, policy: SchedulePolicy = SchedulePolicy()) -> None:
+        self.p, self.policy = predictor, policy
+        self.stats = SegmenterStats()
+        self.mask: np.ndarray | None = None
+        self._logits: np.ndarray | None = None
+        self._mask_embedding = None  # the embedding the mask was decoded from
+        self._fixation: Fixation | None = None
+        self._frame = -1
+        self._encoded_frame: int | None = None
+        self._encoded_thumb: np.ndarray | None = None
+
+    def _encode(self, rgb: np.ndarray, reason: str) -> None:
+        self.p.set_image_async(rgb)
+        self._encoded_frame, self._encoded_thumb = self._frame, thumbnail(rgb)
+        self.stats.encoder_requests += 1
+        self.stats.count(reason)
+
+    def on_frame(self, rgb: np.ndarray) -> None:
+        self._frame += 1
+        pol = self.policy
+        if pol.encoder == "every_frame":
+            self._encode(rgb, "every frame")
+        elif self._encoded_frame is None:
+            self._encode(rgb, "first frame")
+        elif self._frame - self._encoded_frame >= pol.every_k_frames:
+            self._encode(rgb, "every k frames")
+        elif np.mean(np.abs(thumbnail(rgb) - self._encoded_thumb)) > pol.scene_change:
+            self._encode(rgb, "scene change")
+        self._last_rgb = rgb
+        # a new embedding during a fixation: follow the object with the previous logits as the prior
+        current = self.p.current
+        if self._fixation is not None and current is not None and current is not self._mask_embedding:
+            self._decode(self._fixation, use_prior=True)
+
+    def on_fixation(self, event: str, fixation: Fixation) -> None:
+        if event == "offset":
+            self._fixation = None
+            return
+        self._fixation = fixation
+        pol = self.policy
+        if pol.encoder == "on_demand" and self._frame - (self._encoded_frame or 0) > pol.stale_after_frames:
+            self._encode(self._last_rgb, "fixation onset, stale embedding")
+        if self.p.current is None:
+            return  # decoded when the first embedding arrives (on_frame)
+        inside = self._inside(fixation)
+        if inside and self.p.current is self._mask_embedding:
+            self.stats.masks_kept += 1
+            return
+        self._decode(fixation, use_prior=inside)
+
+    def _inside(self, fixation: Fixation) -> bool:
+        if self.mask is None:
+            return False
+        h, w = self.mask.shape
+        x, y = int(round(fixation.x)), int(round(fixation.y))
+        return 0 <= x < w and 0 <= y < h and bool(self.mask[y, x])
+
+    def _decode(self, fixation: Fixation, use_prior: bool) -> None:
+        current = self.p.current
+        kwargs = {"point_coords": np.array([[fixation.x, fixation.y]]), "point_labels": np.array([1]),
+                  "multimask_output": not use_prior}
+        if use_prior and self._logits is not None:
+            kwargs["mask_input"] = self._logits
+        masks, scores, low_res = self.p.predict(**kwargs)
+        best = int(np.argmax(scores))
+        self.mask, self._logits = masks[best], low_res[best]
+        self._mask_embedding = current
+        self.stats.decoder_calls += 1
