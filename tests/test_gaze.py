@@ -182,3 +182,11 @@ def test_scheduler_light_model_and_scene_change():
     assert seg.stats.reasons == {"first frame": 1, "scene change": 1} and seg.stats.decoder_calls == 0
     with pytest.raises(ValueError, match="encoder policy"):
         SchedulePolicy("sometimes")
+
+
+def test_scheduler_ignores_fixations_outside_the_frame():
+    from samedge_gaze.scheduler import SchedulePolicy
+    frames = [np.full((240, 320, 3), 100, np.uint8)] * 5
+    fake, seg = _run(SchedulePolicy("on_demand"), frames, {1: (100, 100), 3: (400, 100)})
+    assert [p["point"] for p in fake.predicts] == [[100, 100]]
+    assert seg.stats.reasons["fixation outside the frame"] == 1 and seg.mask is None

@@ -64,9 +64,18 @@ class GazeSegmenter:
         self._frame = -1
         self._encoded_frame: int | None = None
         self._encoded_thumb: np.ndarray | None = None
+        self._pending = None  # the encode in flight
+        self._last_rgb: np.ndarray | None = None
+
+    @property
+    def encoder_busy(self) -> bool:
+        return self._pending is not None and not self._pending.done()
 
     def _encode(self, rgb: np.ndarray, reason: str) -> None:
-        self.p.set_image_async(rgb)
+        if self.encoder_busy:  # latest frame wins: never queue frames behind a slow encoder
+            self.stats.count("skipped: encoder busy")
+            return
+        self._pending = self.p.set_image_async(rgb)
         self._encoded_frame, self._encoded_thumb = self._frame, thumbnail(rgb)
         self.stats.encoder_requests += 1
         self.stats.count(reason)
@@ -91,6 +100,11 @@ class GazeSegmenter:
     def on_fixation(self, event: str, fixation: Fixation) -> None:
         if event == "offset":
             self._fixation = None
+            return
+        h, w = self._last_rgb.shape[:2] if self._last_rgb is not None else (0, 0)
+        if not (0 <= fixation.x < w and 0 <= fixation.y < h):  # looking outside the camera's view
+            self.stats.count("fixation outside the frame")
+            self._fixation, self.mask = None, None
             return
         self._fixation = fixation
         pol = self.policy
@@ -119,6 +133,6 @@ class GazeSegmenter:
             kwargs["mask_input"] = self._logits
         masks, scores, low_res = self.p.predict(**kwargs)
         best = int(np.argmax(scores))
-        self.mask, self._logits = masks[best], low_res[best]
+        self.mask, self._logits = masks[best], low_res[best:best + 1]  # (1, 256, 256), as mask_input takes it
         self._mask_embedding = current
         self.stats.decoder_calls += 1
