@@ -2,6 +2,7 @@
 fixation events in eyelinkio's real recordings, the One Euro filter, file adapters, gap filling."""
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -190,3 +191,32 @@ def test_scheduler_ignores_fixations_outside_the_frame():
     fake, seg = _run(SchedulePolicy("on_demand"), frames, {1: (100, 100), 3: (400, 100)})
     assert [p["point"] for p in fake.predicts] == [[100, 100]]
     assert seg.stats.reasons["fixation outside the frame"] == 1 and seg.mask is None
+
+
+def test_demo_cli_end_to_end_on_a_real_photo_video(tiny_bundle, tmp_path, capsys):
+    """A short video made of a real photo panning sideways, the real EyeLink trace replayed onto it."""
+    cv2 = pytest.importorskip("cv2")
+    from samedge.cli import main
+    from samedge.data import sample_images
+    photo = sample_images(2)[1].rgb  # 480x640
+    video = tmp_path / "pan.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 20.0, (320, 240))
+    for i in range(30):
+        writer.write(np.ascontiguousarray(photo[100:340, 100 + 4 * i:420 + 4 * i, ::-1]))
+    writer.release()
+    out = tmp_path / "demo"
+    assert main(["demo", "gaze", "--bundle", str(tiny_bundle), "--out", str(out), "--video", str(video),
+                 "--backend", "onnxruntime", "--policy", "every_frame"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 30 and summary["weights"] == "random" and "REPLAY" in summary["gaze"]
+    assert summary["fixations"] >= 1 and summary["decoder_calls"] >= 1 and summary["encoder_requests"] >= 1
+    assert summary["output_fps"] > 0 and summary["gaze_to_mask_ms_p50"] > 0
+    rows = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in rows] == list(range(30))
+    assert any(r["mask_area"] > 0 for r in rows) and any(r["gaze"] for r in rows)
+    cap = cv2.VideoCapture(str(out / "overlay.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+    assert (out / "overlay.gif").read_bytes()[:6] == b"GIF89a"
+    assert main(["demo", "gaze", "--bundle", str(tiny_bundle), "--out", str(out), "--video",
+                 str(tmp_path / "missing.mp4")]) == 2
+    assert "python3-imageio" in capsys.readouterr().err

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from samedge.errors import InputError
+
 from .fixations import OnlineIVT, px_per_degree
 from .one_euro import OneEuroFilter
 from .scheduler import GazeSegmenter, SchedulePolicy
@@ -36,6 +38,7 @@ class DemoConfig:
     horizontal_fov_deg: float = 60.0  # the scene camera's field of view, for pixels per degree
     max_frames: int | None = None
     gif_width: int = 480
+    realtime: bool = True  # frames arrive at the video's rate, as from a camera; False: as fast as possible
 
 
 def load_gaze(spec: str, frame_wh: tuple[int, int], duration_s: float) -> tuple[GazeTrace, str]:
@@ -57,7 +60,7 @@ def load_gaze(spec: str, frame_wh: tuple[int, int], duration_s: float) -> tuple[
         trace, sw, sh = read_csv(Path(arg)), frame_wh[0], frame_wh[1]
         label = f"CSV {arg} (pixels of the video)"
     else:
-        raise ValueError(f"gaze source must be replay:eyelink, edf:PATH or csv:PATH, got {spec!r}")
+        raise InputError(f"gaze source must be replay:eyelink, edf:PATH or csv:PATH, got {spec!r}")
     w, h = frame_wh
     keep = trace.t <= trace.t[0] + duration_s
     t = trace.t[keep] - trace.t[0]
@@ -90,7 +93,7 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     from samedge import SamPredictor
     if not cfg.video.is_file():
-        raise FileNotFoundError(f"{cfg.video} not found; on Debian `apt install python3-imageio` ships "
+        raise InputError(f"{cfg.video} not found; on Debian `apt install python3-imageio` ships "
                                 "cockatoo.mp4, or pass --video FILE")
     cap = cv2.VideoCapture(str(cfg.video))
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
@@ -116,6 +119,10 @@ def run_demo(cfg: DemoConfig) -> dict:
             if not ok:
                 break
             t_frame = index / fps
+            if cfg.realtime:  # a camera delivers frame i at i / fps: never earlier
+                ahead = start + t_frame - time.perf_counter()
+                if ahead > 0:
+                    time.sleep(ahead)
             frame_t0 = time.perf_counter()
             seg.on_frame(np.ascontiguousarray(bgr[..., ::-1]))
             enc_ms = (time.perf_counter() - frame_t0) * 1e3

@@ -168,6 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="gate: exit 4 if a stage got slower than --max-slowdown relative to the same-run baseline")
     be.add_argument("--max-slowdown", type=float, default=1.15)
 
+    dm = sub.add_parser("demo", help="sample apps: `samedge demo gaze` (AR gaze-point segmentation)")
+    dm.add_argument("app", choices=["gaze"])
+    dm.add_argument("--bundle", type=Path, required=True)
+    dm.add_argument("--out", type=Path, required=True, help="folder for overlay.mp4/.gif, frames.jsonl, summary.json")
+    dm.add_argument("--video", type=Path, default=None, help="default: cockatoo.mp4 from Debian's python3-imageio")
+    dm.add_argument("--gaze", default="replay:eyelink", help="replay:eyelink | edf:PATH | csv:PATH (t,x,y[,confidence])")
+    dm.add_argument("--backend", default="auto")
+    dm.add_argument("--precision", default=None)
+    dm.add_argument("--policy", choices=["every_frame", "on_demand"], default="on_demand",
+                    help="encoder scheduling: every frame (light models) or on demand (heavy ones)")
+    dm.add_argument("--fov", type=float, default=60.0, help="scene camera horizontal field of view, degrees")
+    dm.add_argument("--max-frames", type=int, default=None)
+
     dv = sub.add_parser("devices", help="every backend x device usable here, and why not for the rest")
     dv.add_argument("--json", action="store_true")
 
@@ -189,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore", RandomWeightsWarning)  # the logger already says it, once
     try:
         commands = {"export": _export, "convert": _convert, "fidelity": _fidelity, "devices": _devices, "run": _run,
-                    "quantize": _quantize, "quantize-report": _quantize_report, "bench": _bench}
+                    "quantize": _quantize, "quantize-report": _quantize_report, "bench": _bench,
+                    "demo": _demo}
         return commands[args.command](args)
     except ParityError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -377,6 +391,19 @@ def _bench(args) -> int:
         gate = compare(result, reference, args.max_slowdown)
         print(gate.report())
         return 0 if gate.passed else 4
+    return 0
+
+
+def _demo(args) -> int:
+    try:
+        from samedge_gaze.demo import COCKATOO, DemoConfig, run_demo
+        from samedge_gaze.scheduler import SchedulePolicy
+    except ImportError as exc:
+        raise SamEdgeError(f"the gaze demo needs the apps extra ({exc.name} is missing): "
+                           "pip install 'samedge[apps]'") from exc
+    summary = run_demo(DemoConfig(args.bundle, args.out, args.video or COCKATOO, args.gaze, args.backend,
+                                  args.precision, SchedulePolicy(args.policy), args.fov, args.max_frames))
+    print(json.dumps(summary, indent=2))
     return 0
 
 
