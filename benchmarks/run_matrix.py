@@ -50,7 +50,7 @@ def ensure_bundles(model: str, work: Path) -> list[Path]:
 
 def targets_for(bundles: list[Path]) -> list[BenchTarget]:
     from samedge.bundle import load_bundle
-    from samedge.quantize.pipeline import BACKEND_OF_FORMAT
+    from samedge.runtimes import backend_for_format
     from samedge.quantize.pipeline import variant_precision
     out = []
     for b in bundles:
@@ -59,7 +59,7 @@ def targets_for(bundles: list[Path]) -> list[BenchTarget]:
         if variant_precision(m) != m.precision:  # an OpenVINO/CoreML variant: its fp32 ONNX is the base's twin
             formats = tuple(f for f, c in m.converted.items() if "quantization" in c.conversion)
         for fmt in formats:
-            backend = BACKEND_OF_FORMAT[fmt]
+            backend = backend_for_format(fmt)
             for device in DEVICES:
                 for precision in PRECISIONS[backend]:
                     if precision == "f16" and device == "cpu":
@@ -78,7 +78,7 @@ def check_targets(result: dict) -> list[dict]:
             continue
         if what == "decoder_ms":
             best = min(mine, key=lambda r: r["stages"]["decoder_1pt"]["p50"])
-            value, ok = best["stages"]["decoder_1pt"]["p50"], None
+            value = best["stages"]["decoder_1pt"]["p50"]
             ok = value <= limit
         elif what == "encoder_ms":
             best = min(mine, key=lambda r: r["stages"]["encoder"]["p50"])

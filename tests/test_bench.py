@@ -155,3 +155,33 @@ def test_profile_sums_ort_node_times_by_op_type(tiny_bundle):
     assert p["total_ms"] > 0 and sum(r["share"] for r in p["by_op_type"]) == pytest.approx(1.0)
     assert ops & {"MatMul", "Gemm", "FusedMatMul", "Conv", "FusedConv"}
     assert [r["ms"] for r in p["by_op_type"]] == sorted((r["ms"] for r in p["by_op_type"]), reverse=True)
+
+
+def test_bench_refuses_an_unreadable_reference_before_measuring(tmp_path, capsys):
+    from samedge.cli import main
+    (tmp_path / "ref.json").write_text("{not json")
+    assert main(["bench", str(tmp_path / "nowhere"), "--compare", str(tmp_path / "ref.json")]) == 2
+    assert "is not a readable JSON file" in capsys.readouterr().err
+
+
+def test_backend_for_format_comes_from_the_backends():
+    from samedge.errors import BundleError
+    from samedge.runtimes import backend_for_format
+    assert [backend_for_format(f) for f in ("onnx", "openvino", "coreml")] == ["onnxruntime", "openvino", "coreml"]
+    with pytest.raises(BundleError, match="no backend runs bundle format 'tflite'"):
+        backend_for_format("tflite")
+
+
+def test_bench_openvino_bundle_with_and_without_precisions(multi_bundle, tmp_path):
+    """Every precision is tried on every backend: one a backend cannot take becomes a row with the reason."""
+    from samedge.cli import main
+    out = tmp_path / "b"
+    assert main(["bench", str(multi_bundle), "--backend", "openvino", "--quick", "--no-baselines", "--out", str(out)]) == 0
+    assert [r["precision_used"] for r in json.loads((out / "bench.json").read_text())["runs"]] == ["f32"]
+    assert main(["bench", str(multi_bundle), "--backend", "onnxruntime,openvino", "--precision", "f32,bf16",
+                 "--quick", "--no-baselines", "--out", str(out)]) == 0
+    result = json.loads((out / "bench.json").read_text())
+    assert sorted(r["id"].split("/")[1] for r in result["runs"]) == [
+        "onnxruntime-cpu-f32", "openvino-cpu-bf16", "openvino-cpu-f32"]
+    [refused] = result["unavailable"]
+    assert refused["id"].endswith("onnxruntime-cpu-bf16") and "not a runtime option" in refused["reason"]

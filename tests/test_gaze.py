@@ -220,3 +220,12 @@ def test_demo_cli_end_to_end_on_a_real_photo_video(tiny_bundle, tmp_path, capsys
     assert main(["demo", "gaze", "--bundle", str(tiny_bundle), "--out", str(out), "--video",
                  str(tmp_path / "missing.mp4")]) == 2
     assert "python3-imageio" in capsys.readouterr().err
+
+
+def test_demo_config_checks_its_numbers(tiny_bundle, tmp_path):
+    from samedge.errors import InputError
+    from samedge_gaze.demo import DemoConfig
+    with pytest.raises(InputError, match="field of view must be 1..180"):
+        DemoConfig(tiny_bundle, tmp_path, horizontal_fov_deg=0)
+    with pytest.raises(InputError, match="max_frames must be >= 1"):
+        DemoConfig(tiny_bundle, tmp_path, max_frames=0)

@@ -258,3 +258,13 @@ def test_openvino_variant_from_a_relative_bundle_path(tiny_bundle, tmp_path, mon
     monkeypatch.chdir(tiny_bundle.parent)
     m = _quantize(Path(tiny_bundle.name), tmp_path / "q", "ov-fp16", graphs=("encoder",))
     assert m.parity["fidelity_vs_fp32"]["latency"]["encoder"]["fp32_openvino"]["median_ms"] > 0
+
+
+def test_report_variant_options_are_typed():
+    from samedge.quantize.report import parse_variant
+    m = parse_variant("ov-weight-int4:group_size=64:ratio=0.5", ("encoder",))
+    assert (m.group_size, m.ratio, m.graphs) == (64, 0.5, ("encoder",))
+    with pytest.raises(InputError, match="ratio in \\(0, 1\\]"):
+        parse_variant("ov-weight-int4:ratio=1.5", ("encoder",))
+    with pytest.raises(InputError, match="method:key=value"):
+        parse_variant("coreml-palettize:bits", ("encoder",))

@@ -41,6 +41,12 @@ class DemoConfig:
     threads: int | None = None  # per session; 1 leaves a core for the decoder while the encoder runs
     realtime: bool = True  # frames arrive at the video's rate, as from a camera; False: as fast as possible
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.horizontal_fov_deg <= 180:
+            raise InputError(f"horizontal field of view must be 1..180 degrees, got {self.horizontal_fov_deg}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise InputError(f"max_frames must be >= 1, got {self.max_frames}")
+
 
 def load_gaze(spec: str, frame_wh: tuple[int, int], duration_s: float) -> tuple[GazeTrace, str]:
     """Gaze in the video frame's pixels, starting at t=0."""
@@ -114,6 +120,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                                          embedding_cache_size=0)
     seg = GazeSegmenter(predictor, cfg.policy)
     fixation, fixation_id, pending_onset = None, 0, None
+    previous: tuple[int | None, np.ndarray | None] = (None, None)
     gi, start = 0, time.perf_counter()
     with open(cfg.out_dir / "frames.jsonl", "w") as jl:
         for index in range(n_frames):
@@ -153,9 +160,9 @@ def run_demo(cfg: DemoConfig) -> dict:
             if pending_onset is not None and seg.mask is not None:
                 latencies.append((time.perf_counter() - pending_onset) * 1e3)
                 pending_onset = None
-            if fixation is not None and len(rows) and rows[-1]["fixation_id"] == fixation_id \
-                    and rows[-1]["_mask"] is not None and seg.mask is not None:
-                a, b = rows[-1]["_mask"], seg.mask
+            if fixation is not None and previous[0] == fixation_id and previous[1] is not None \
+                    and seg.mask is not None:
+                a, b = previous[1], seg.mask
                 union = np.logical_or(a, b).sum()
                 stability.append(float(np.logical_and(a, b).sum() / union) if union else 1.0)
             frame_ms = (time.perf_counter() - frame_t0) * 1e3
@@ -175,7 +182,8 @@ def run_demo(cfg: DemoConfig) -> dict:
                    "decoder_calls": seg.stats.decoder_calls - dec_before, "on_frame_ms": enc_ms,
                    "frame_ms": frame_ms}
             jl.write(json.dumps(row) + "\n")
-            rows.append({**row, "_mask": seg.mask})
+            rows.append(row)
+            previous = (row["fixation_id"], seg.mask)  # frame-to-frame mask stability within a fixation
     wall = time.perf_counter() - start
     writer.release()
     predictor.close()

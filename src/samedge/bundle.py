@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,3 +74,12 @@ def load_bundle(path: str | Path, verify_hashes: bool = False, warn_random: bool
         log.warning(msg)
         warnings.warn(msg, RandomWeightsWarning, stacklevel=2)
     return Bundle(path, manifest)
+
+
+FIDELITY_DIR = "fidelity"
+
+
+def fidelity_path(bundle_dir: Path, backend: str, device: str, precision: str) -> Path:
+    """Where `samedge fidelity` writes (and `samedge bench` reads) one backend x device x precision report."""
+    name = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", part).strip("_") for part in (backend, device, precision))
+    return Path(bundle_dir) / FIDELITY_DIR / f"{name}.json"

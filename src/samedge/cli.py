@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ParityError, SamEdgeError
+from .errors import InputError, ParityError, SamEdgeError
 from .model_types import public_model_names
 
 log = logging.getLogger("samedge")
@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     qz.add_argument("--group-size", type=int, default=None, help="ov-weight-int4: weights per scale (default 32)")
     qz.add_argument("--ratio", type=float, default=None, help="ov-weight-int4: share of layers in int4 (rest int8)")
     qz.add_argument("--bits", type=int, default=None, help="coreml-palettize: 4, 6 or 8")
-    qz.add_argument("--decoder-points", default=None, metavar="K[,K...]",
+    qz.add_argument("--decoder-points", type=_counts, default=None, metavar="K[,K...]",
                     help="coreml methods: static decoder click counts (default: the bundle's)")
     qz.add_argument("--checkpoint", type=Path, default=None,
                     help="coreml methods on a checkpoint bundle: the checkpoint it was exported from")
@@ -300,12 +300,11 @@ def _quantize(args) -> int:
     options: dict = {"graphs": _split(args.graphs), "keep_fp32_op_types": _split(args.keep_fp32_op_types),
                      "keep_fp32_nodes": _split(args.keep_fp32_nodes)}
     fields = getattr(METHODS.get(args.method), "__dataclass_fields__", {})
-    points = tuple(int(k) for k in _split(args.decoder_points)) if args.decoder_points else None
     for name, value in (("calibrator", args.calibrator), ("calibration_images", args.calibration_images),
                         ("per_channel", False if args.per_tensor else None), ("preset", args.preset),
                         ("quantize_attention_matmuls", True if args.quantize_attention_matmuls else None),
                         ("group_size", args.group_size), ("ratio", args.ratio), ("bits", args.bits),
-                        ("decoder_points", points)):
+                        ("decoder_points", args.decoder_points or None)):
         if value is None:
             continue
         if name not in fields:
@@ -356,16 +355,27 @@ def _quantize_report(args) -> int:
 def _bench_targets(args):
     from .bench.runner import BenchTarget
     from .bundle import load_bundle
-    from .quantize.pipeline import BACKEND_OF_FORMAT
+    from .runtimes import backend_for_format
     targets = []
     for path in args.bundles:
         formats = load_bundle(path, warn_random=False).manifest.formats
-        backends = _split(args.backend) if args.backend else tuple(BACKEND_OF_FORMAT[f] for f in formats)
+        backends = _split(args.backend) if args.backend else tuple(backend_for_format(f) for f in formats)
         for backend in backends:
             for device in _split(args.device):
-                for precision in (_split(args.precision) or (None,)) if backend == "openvino" else (None,):
+                # every precision on every backend: one a backend cannot take is a row saying why, not a skip
+                for precision in _split(args.precision) if args.precision else (None,):
                     targets.append(BenchTarget(path, backend, device, precision, args.threads))
     return targets
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{what} {path} is not a readable JSON file: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{what} {path} must hold a JSON object (a samedge bench result)")
+    return data
 
 
 def _bench(args) -> int:
@@ -376,7 +386,7 @@ def _bench(args) -> int:
     plan = TimingPlan(warmup=1, min_runs=3, max_runs=3, min_seconds=0) if args.quick else TimingPlan()
     if args.min_runs:
         plan = TimingPlan(plan.warmup, args.min_runs, max(plan.max_runs, args.min_runs), plan.min_seconds)
-    reference = json.loads(args.compare.read_text()) if args.compare else None  # fail before measuring
+    reference = _read_json(args.compare, "--compare reference") if args.compare else None  # fail before measuring
     result = run_bench(_bench_targets(args), BenchConfig(plan, args.image, baselines=not args.no_baselines),
                        on_step=lambda s: print(f"bench: {s}", file=sys.stderr))
     table = markdown(result)

@@ -11,14 +11,14 @@ import datetime as dt
 import logging
 import tempfile
 import time
-from functools import partial
+from functools import lru_cache, partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .. import processing
-from ..bundle import load_bundle
+from ..bundle import fidelity_path, load_bundle
 from ..errors import InputError, SamEdgeError
 from .machine import machine_info
 from .memory import PeakMemory
@@ -88,15 +88,21 @@ def _graph_bytes(manifest, fmt: str) -> dict:
     return {"encoder": size(enc), "decoders": sum(size(d) for d in decs), "decoder_graphs": len(decs)}
 
 
+@lru_cache(maxsize=32)
+def _graph_flops(path: str, shapes: tuple) -> int:
+    from .flops import graph_flops
+    return graph_flops(Path(path), dict(shapes))["total"]
+
+
 def _flops(bundle, rows: int) -> dict:
     """Analytic FLOPs from the bundle's ONNX graphs (the same math whatever the format runs)."""
-    from .flops import graph_flops
     m = bundle.manifest
     dyn = next((d for d in m.decoders if d.num_points is None), None)
     dec = dyn or next((d for d in m.decoders if d.graph_point_rows == rows), m.decoders[0])
-    enc = graph_flops(bundle.file(m.encoder), {m.encoder.inputs[0].name: (1, 3, m.image_size, m.image_size)})
-    shapes = {"point_coords": (1, dec.graph_point_rows or rows, 2), "point_labels": (1, dec.graph_point_rows or rows)}
-    return {"encoder": enc["total"], "decoder_1pt": graph_flops(bundle.file(dec), shapes)["total"]}
+    enc = _graph_flops(str(bundle.file(m.encoder)), ((m.encoder.inputs[0].name, (1, 3, m.image_size, m.image_size)),))
+    k = dec.graph_point_rows or rows
+    return {"encoder": enc, "decoder_1pt": _graph_flops(str(bundle.file(dec)), (("point_coords", (1, k, 2)),
+                                                                                ("point_labels", (1, k))))}
 
 
 def _roofline(stages: dict, flops: dict, peak: float | None) -> dict:
@@ -118,7 +124,7 @@ def _fidelity(bundle, backend: str, device: str, precision: str | None) -> dict 
     if report and precision in (None, "f32"):
         s = report["summary"]
         return {"vs": "fp32 bundle", "mean_mask_iou": s["mean_mask_iou"], "min_mask_iou": s["min_mask_iou"]}
-    path = Path(bundle.path) / "fidelity" / f"{backend}-{device}-{precision or 'f32'}.json"
+    path = fidelity_path(bundle.path, backend, device, precision or "f32")
     if path.is_file():
         s = json.loads(path.read_text()).get("summary", {})
         return {"vs": "pytorch fp32", "mean_mask_iou": s.get("mean_mask_iou"), "min_mask_iou": s.get("min_mask_iou")}

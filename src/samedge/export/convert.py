@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..bundle import load_bundle
+from ..bundle import fidelity_path, load_bundle
 from ..data import NUM_SAMPLE_IMAGES, sample_images
 from ..errors import InputError, ParityError
 from ..manifest import Manifest, read_manifest
@@ -24,7 +23,6 @@ from .parity import ParityThresholds, run_parity
 
 log = logging.getLogger(__name__)
 CONVERTIBLE = ("openvino", "coreml")
-FIDELITY_DIR = "fidelity"
 
 
 @dataclass(frozen=True)
@@ -42,11 +40,6 @@ class ConvertConfig:
             raise InputError(f"formats to convert to must be among {CONVERTIBLE}, got {list(self.formats)}")
         if not 1 <= self.parity_images <= NUM_SAMPLE_IMAGES:
             raise InputError(f"parity_images must be 1..{NUM_SAMPLE_IMAGES}, got {self.parity_images}")
-
-
-def fidelity_path(bundle_dir: Path, backend: str, device: str, precision: str) -> Path:
-    name = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", part).strip("_") for part in (backend, device, precision))
-    return Path(bundle_dir) / FIDELITY_DIR / f"{name}.json"
 
 
 def write_fidelity(bundle_dir: Path, report: dict, out: Path | None = None) -> Path:

@@ -17,11 +17,11 @@ from ..artifacts import artifact_bytes, artifact_sha256, staged_directory
 from ..bundle import load_bundle
 from ..errors import InputError, ParityError
 from ..manifest import ConvertedGraphs, GraphInfo, Manifest
+from ..runtimes import backend_for_format
 from .calibration import CalibrationSet, decoder_inputs, encoder_inputs
 from .fidelity import PredictorSide, QuantThresholds, TorchSide, measure
 
 log = logging.getLogger(__name__)
-BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "openvino": "openvino", "coreml": "coreml"}
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ def quantize_bundle(cfg: QuantizeConfig, progress: bool = False, enforce: bool =
         else:
             reference = PredictorSide(SamPredictor(source, "onnxruntime", "cpu", embedding_cache_size=1),
                                       "the fp32 source bundle on onnxruntime cpu")
-            backend = BACKEND_OF_FORMAT[method.format]
+            backend = backend_for_format(method.format)
             variant = PredictorSide(SamPredictor(load_bundle(work, warn_random=False), backend, "cpu",
                                                  embedding_cache_size=1), f"this variant on {backend} cpu")
         with tempfile.TemporaryDirectory() as tmp:

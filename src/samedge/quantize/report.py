@@ -36,6 +36,16 @@ class ReportConfig:
     keep_variants: bool = False
 
 
+def _option_value(text: str) -> int | float | str:
+    """'4' -> 4, '0.5' -> 0.5, anything else stays text (the method's own checks say what is allowed)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def parse_variant(spec: str, graphs: tuple[str, ...]):
     name, *opts = spec.split(":")
     options: dict = {"graphs": graphs}
@@ -43,7 +53,7 @@ def parse_variant(spec: str, graphs: tuple[str, ...]):
         key, sep, value = opt.partition("=")
         if not sep:
             raise InputError(f"variant {spec!r}: options are written method:key=value")
-        options[key] = int(value) if value.lstrip("-").isdigit() else value
+        options[key] = _option_value(value)
     return method_config(name, **options)
 
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import BundleError, InputError
 
 BACKENDS = ("onnxruntime", "openvino", "coreml")
 DEVICES = ("cpu", "gpu", "npu")
@@ -96,6 +96,14 @@ def resolve_device(backend: str, device: str) -> tuple[str, str]:
 def backend_module(backend: str) -> ModuleType:
     """The backend's module; importing it does not import the backend's library (that happens on use)."""
     return importlib.import_module(f".{check_backend(backend)}", __name__)
+
+
+def backend_for_format(fmt: str) -> str:
+    """The backend that runs a bundle format ("onnx" -> "onnxruntime"), from each backend's FORMAT."""
+    for name in BACKENDS:
+        if backend_module(name).FORMAT == fmt:
+            return name
+    raise BundleError(f"no backend runs bundle format {fmt!r}")
 
 
 def open_session(path: str | Path, backend: str = "onnxruntime", device: str = "cpu",
