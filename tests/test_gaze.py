@@ -153,6 +153,7 @@ def _run(policy, frames, scanpath):
         if i in scanpath:
             seg.on_fixation("offset", _fix(0, 0, 0))
             seg.on_fixation("onset", _fix(i / 30, *scanpath[i]))
+        seg.refresh()
     return fake, seg
 
 

@@ -1,9 +1,15 @@
 """The AR gaze demo: a scene video + a gaze stream -> the looked-at object segmented, as an overlay video,
 per-frame JSONL and a summary. Uses samedge's public API only (SamPredictor).
 
-The replay source maps a real recorded EyeLink trace (eyelinkio's test recording) onto a real video
-(cockatoo.mp4 from Debian's python3-imageio): the gaze was not recorded on that video, and every output
-says so.
+Sources (sources.py): a video file or camera:N; recorded gaze files, the replay source, live LSL gaze or the
+mouse. The replay source maps a real recorded EyeLink trace (eyelinkio's test recording) onto a real video
+(cockatoo.mp4 from Debian's python3-imageio): the gaze was not recorded on that video, and every output says
+so. The ground-truth mode (groundtruth.py) replaces both with a scored synthetic sequence of real photos.
+
+Gaze-to-mask latency is measured from the moment the gaze sample that completed a fixation onset arrived
+(its time on the demo's clock; for a recording, its recorded time since the start) to the moment the mask
+for it is ready to draw. The fixation detector's own minimum duration (60 ms of dwell) comes before that
+and is not included: it is what makes a fixation a fixation.
 """
 from __future__ import annotations
 
@@ -19,59 +25,41 @@ import numpy as np
 from samedge.errors import InputError
 
 from .fixations import OnlineIVT, px_per_degree
+from .groundtruth import GroundTruthConfig, GroundTruthSequence, GroundTruthVideo, mask_iou
 from .one_euro import OneEuroFilter
 from .scheduler import GazeSegmenter, SchedulePolicy
-from .trace import GazeTrace
+from .sources import COCKATOO, MouseGaze, TraceGaze, open_gaze, open_video
 
-COCKATOO = Path("/usr/lib/python3/dist-packages/imageio/resources/images/cockatoo.mp4")
+WINDOW = "samedge gaze"
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     bundle: Path
     out_dir: Path
-    video: Path = COCKATOO
-    gaze: str = "replay:eyelink"  # replay:eyelink | csv:PATH | edf:PATH
+    video: str | Path = COCKATOO  # a file or camera:N
+    gaze: str = "replay:eyelink"  # see sources.GAZE_SPECS
     backend: str = "auto"
     precision: str | None = None
-    policy: SchedulePolicy = SchedulePolicy("every_frame")
+    policy: SchedulePolicy = SchedulePolicy("on_demand")
     horizontal_fov_deg: float = 60.0  # the scene camera's field of view, for pixels per degree
     max_frames: int | None = None
     gif_width: int = 480
-    threads: int | None = None  # per session; 1 leaves a core for the decoder while the encoder runs
+    threads: int | None = None  # per session
     realtime: bool = True  # frames arrive at the video's rate, as from a camera; False: as fast as possible
+    warm_up: bool = True  # run every graph once before the clock starts, as an app does before "ready"
+    ground_truth: bool = False  # the scored synthetic sequence instead of video + gaze
+    reference_frames: int = 24  # ground truth: frames re-segmented by the fp32 reference afterwards
+    reference_bundle: Path | None = None  # fp32 bundle for the reference (default: this bundle's fp32 ONNX)
+    show: bool = False  # a live window (needs an OpenCV with a GUI); always on for mouse gaze
 
     def __post_init__(self) -> None:
         if not 1 <= self.horizontal_fov_deg <= 180:
             raise InputError(f"horizontal field of view must be 1..180 degrees, got {self.horizontal_fov_deg}")
         if self.max_frames is not None and self.max_frames < 1:
             raise InputError(f"max_frames must be >= 1, got {self.max_frames}")
-
-
-def load_gaze(spec: str, frame_wh: tuple[int, int], duration_s: float) -> tuple[GazeTrace, str]:
-    """Gaze in the video frame's pixels, starting at t=0."""
-    from .adapters import read_csv, read_eyelink_edf
-    kind, _, arg = spec.partition(":")
-    if kind == "replay" and arg == "eyelink":
-        import eyelinkio
-        path = Path(eyelinkio.__file__).parent / "tests" / "data" / "test_2_raw.edf"
-        trace, meta = read_eyelink_edf(path)
-        sw, sh = meta["screen"] if len(meta["screen"]) == 2 and min(meta["screen"]) > 0 else (1920, 1080)
-        label = (f"REPLAY: a real EyeLink recording ({path.name}, {meta['sfreq']:.0f} Hz, screen {sw:.0f}x{sh:.0f}) "
-                 "scaled onto this video; the gaze was not recorded on it")
-    elif kind == "edf":
-        trace, meta = read_eyelink_edf(Path(arg))
-        sw, sh = meta["screen"]
-        label = f"EyeLink EDF {arg} scaled from its screen to the video"
-    elif kind == "csv":
-        trace, sw, sh = read_csv(Path(arg)), frame_wh[0], frame_wh[1]
-        label = f"CSV {arg} (pixels of the video)"
-    else:
-        raise InputError(f"gaze source must be replay:eyelink, edf:PATH or csv:PATH, got {spec!r}")
-    w, h = frame_wh
-    keep = trace.t <= trace.t[0] + duration_s
-    t = trace.t[keep] - trace.t[0]
-    return GazeTrace(t, trace.x[keep] * w / sw, trace.y[keep] * h / sh, trace.confidence[keep], label), label
+        if self.reference_frames < 0:
+            raise InputError(f"reference_frames must be >= 0, got {self.reference_frames}")
 
 
 def _overlay(frame_bgr, mask, raw, smooth, fixation, lines):
@@ -94,84 +82,221 @@ def _overlay(frame_bgr, mask, raw, smooth, fixation, lines):
     return out
 
 
+class GroundTruthScore:
+    """Scores what the demo showed against the sequence's exact instance masks, frame by frame, and keeps
+    a few shown masks for the fp32 reference to re-segment afterwards."""
+
+    def __init__(self, seq: GroundTruthSequence, reference_frames: int, frames: int) -> None:
+        self.seq = seq
+        self.ious: dict[int, list[float]] = {}  # target index -> IoU of the shown mask with it, per frame
+        self.onsets_on_target: list[bool] = []
+        stride = max(1, min(frames, seq.n_frames) // max(reference_frames, 1))
+        self._sample_every, self.samples = stride, []  # (frame, fixation point, shown mask)
+        self._budget = reference_frames
+
+    def _target(self, t: float):
+        g = self.seq.target_at(t)
+        return (self.seq.targets.index(g), g) if g is not None else (None, None)
+
+    def on_onset(self, frame: int, t: float, fixation) -> None:
+        k, g = self._target(t)
+        if g is not None:
+            gt = self.seq.instance_mask(frame, g.instance)
+            x, y = int(round(fixation.x)), int(round(fixation.y))
+            self.onsets_on_target.append(bool(0 <= y < gt.shape[0] and 0 <= x < gt.shape[1] and gt[y, x]))
+
+    def on_frame(self, frame: int, t: float, fixation, mask) -> None:
+        k, g = self._target(t)
+        if g is None or fixation is None or mask is None:
+            return
+        self.ious.setdefault(k, []).append(mask_iou(mask, self.seq.instance_mask(frame, g.instance)))
+        if frame % self._sample_every == 0 and len(self.samples) < self._budget:
+            self.samples.append((frame, (float(fixation.x), float(fixation.y)), mask.copy()))
+
+    def summary(self, reference: dict | None, frames_played: int) -> dict:
+        # only targets whose fixation began within the frames played (max_frames may stop early)
+        n = sum(g.t0 < frames_played / self.seq.fps for g in self.seq.targets)
+        medians = {k: float(np.median(v)) for k, v in self.ious.items()}
+        all_ious = [v for vs in self.ious.values() for v in vs]
+        return {
+            "sequence": self.seq.label, "frames": frames_played, "targets": n,
+            "targets_segmented": len(medians),
+            "fixation_onsets_on_target": (float(np.mean(self.onsets_on_target)) if self.onsets_on_target else None),
+            "hit_rate": sum(m >= 0.5 for m in medians.values()) / n if n else None,
+            "hit_rule": "a target is hit when the median IoU of the shown mask with its exact mask, over the "
+                        "frames of its fixation that show a mask, is >= 0.5; targets never segmented are misses",
+            "mask_iou_vs_ground_truth_mean": float(np.mean(all_ious)) if all_ious else None,
+            "reference": reference,
+        }
+
+
+def _reference_fidelity(cfg: DemoConfig, score: GroundTruthScore, predictor_bundle) -> dict | None:
+    """Re-segment the sampled frames with the fp32 reference (ONNX Runtime, fresh embedding, the same
+    fixation point, best of three masks) and compare with what the demo showed. This is what tells a
+    random-weight run anything: the demo's masks (quantization, stale embeddings, the prior) against the
+    full-precision model on that very frame."""
+    from samedge import SamPredictor
+    if not score.samples:
+        return None
+    manifest = predictor_bundle.manifest
+    if cfg.reference_bundle is None and manifest.precision != "fp32":
+        raise InputError(f"{cfg.bundle}'s ONNX graphs are {manifest.precision}; pass reference_bundle "
+                         "(--reference-bundle) with the fp32 bundle it was quantized from")
+    ref_path = cfg.reference_bundle or cfg.bundle
+    shown_ious, fresh_ious, vs_truth = [], [], []
+
+    def best_mask(predictor, frame: int, point) -> np.ndarray:
+        predictor.set_image(score.seq.frame(frame))
+        masks, scores, _ = predictor.predict(point_coords=np.array([point]), point_labels=np.array([1]))
+        return masks[int(np.argmax(scores))]
+
+    with SamPredictor.from_bundle(ref_path, "onnxruntime", embedding_cache_size=0) as ref, \
+            SamPredictor.from_bundle(cfg.bundle, cfg.backend, precision=cfg.precision, threads=cfg.threads,
+                                     embedding_cache_size=0) as same:
+        for frame, point, shown in score.samples:
+            reference = best_mask(ref, frame, point)
+            shown_ious.append(mask_iou(shown, reference))
+            fresh_ious.append(mask_iou(best_mask(same, frame, point), reference))
+            g = score.seq.target_at(frame / score.seq.fps)
+            vs_truth.append(mask_iou(reference, score.seq.instance_mask(frame, g.instance)))
+    return {"bundle": str(ref_path), "backend": "onnxruntime fp32", "frames": len(shown_ious),
+            "shown_vs_reference_iou_mean": float(np.mean(shown_ious)),
+            "shown_vs_reference_iou_min": float(np.min(shown_ious)),
+            "fresh_vs_reference_iou_mean": float(np.mean(fresh_ious)),
+            "reference_vs_ground_truth_iou_mean": float(np.mean(vs_truth)),
+            "what": "shown: the mask the demo showed (this bundle and backend, a possibly older embedding, the mask "
+                    "prior); fresh: this bundle and backend decoding the same frame and point from scratch "
+                    "(quantization and backend alone); both against a fresh fp32 ONNX Runtime decode of that frame "
+                    "at that point, the best of three masks by score"}
+
+
+class GazeHandler:
+    """Gaze samples -> filtered cursor, online fixations, segmenter calls, and each onset's gaze-to-mask
+    latency. Called whenever samples may have arrived: between frames as well as on them, so a fixation is
+    answered as soon as it is detected, not at the next frame."""
+
+    def __init__(self, seg: GazeSegmenter, detector: OnlineIVT, start: float, live_clock: bool,
+                 score: "GroundTruthScore | None") -> None:
+        self.seg, self.detector, self.start, self.live_clock, self.score = seg, detector, start, live_clock, score
+        self.fx, self.fy = OneEuroFilter(1.0, 0.02), OneEuroFilter(1.0, 0.02)
+        self.raw: tuple[float, float] | None = None
+        self.smooth: tuple[float, float] | None = None
+        self.fixation = None
+        self.fixation_id = 0
+        self.onsets: list[dict] = []  # {"frame", "ms", "path": decoded | kept | first embedding}
+        self._pending: tuple[float, int] | None = None
+
+    def handle(self, samples, frame: int) -> None:
+        seg = self.seg
+        for sample in samples:
+            self.raw = (sample.x, sample.y)
+            self.smooth = (self.fx(sample.t, sample.x), self.fy(sample.t, sample.y))
+            event = self.detector.feed(sample.t, sample.x, sample.y)
+            if event is None:
+                continue
+            kind, fix = event
+            # when the sample arrived: its time on the demo clock (live), or now (as fast as possible)
+            arrived = self.start + sample.t if self.live_clock else time.perf_counter()
+            kept = seg.stats.masks_kept
+            seg.on_fixation(kind, fix)
+            if kind == "offset":
+                self.fixation = None
+                continue
+            self.fixation, self.fixation_id = fix, self.fixation_id + 1
+            if self.score is not None:
+                self.score.on_onset(frame, sample.t, fix)
+            if seg.awaiting_embedding:
+                self._pending = (arrived, frame)  # the mask comes with the first embedding (refresh)
+            elif seg.mask is not None:
+                path = "kept" if seg.stats.masks_kept > kept else "decoded"
+                self.onsets.append({"frame": frame, "ms": (time.perf_counter() - arrived) * 1e3, "path": path})
+            # else: the fixation is outside the frame; there is no mask to wait for
+
+    def refreshed(self) -> None:
+        """After seg.refresh(): an onset that waited for the first embedding has its mask now."""
+        if self._pending is not None and self.seg.mask is not None:
+            arrived, frame = self._pending
+            self.onsets.append({"frame": frame, "ms": (time.perf_counter() - arrived) * 1e3,
+                                "path": "first embedding"})
+            self._pending = None
+
+
+def _sources(cfg: DemoConfig):
+    if cfg.ground_truth:
+        seq = GroundTruthSequence(GroundTruthConfig(horizontal_fov_deg=cfg.horizontal_fov_deg))
+        return GroundTruthVideo(seq), TraceGaze(seq.trace, seq.label), seq
+    video = open_video(cfg.video)
+    try:
+        return video, open_gaze(cfg.gaze, video.size, WINDOW), None
+    except BaseException:
+        video.close()
+        raise
+
+
 def run_demo(cfg: DemoConfig) -> dict:
     import cv2
     from PIL import Image
 
     from samedge import SamPredictor
-    if not cfg.video.is_file():
-        raise InputError(f"{cfg.video} not found; on Debian `apt install python3-imageio` ships "
-                                "cockatoo.mp4, or pass --video FILE")
-    cap = cv2.VideoCapture(str(cfg.video))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    n_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    if cfg.max_frames:
-        n_frames = min(n_frames, cfg.max_frames)
-    gaze, label = load_gaze(cfg.gaze, (w, h), n_frames / fps)
-    gaze = gaze.cleaned()
-    ppd = px_per_degree(w, cfg.horizontal_fov_deg)
-    detector = OnlineIVT(ppd)
-    fx, fy = OneEuroFilter(1.0, 0.02), OneEuroFilter(1.0, 0.02)
+    video, gaze, seq = _sources(cfg)
+    w, h = video.size
+    fps = video.fps
+    n_frames = min(video.n_frames or cfg.max_frames or 10**9, cfg.max_frames or 10**9)
+    show = cfg.show or isinstance(gaze, MouseGaze)
+    if show and isinstance(gaze, MouseGaze):
+        gaze.attach()
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(cfg.out_dir / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    gif_frames, rows, latencies, stability = [], [], [], []
+    gif_frames, rows, stability = [], [], []
     predictor = SamPredictor.from_bundle(cfg.bundle, cfg.backend, precision=cfg.precision, threads=cfg.threads,
                                          embedding_cache_size=0)
+    warm = predictor.warm_up((h, w)) if cfg.warm_up else {}
     seg = GazeSegmenter(predictor, cfg.policy)
-    fixation, fixation_id, pending_onset = None, 0, None
+    score = GroundTruthScore(seq, cfg.reference_frames, n_frames) if seq is not None else None
+    live_clock = cfg.realtime or video.live or gaze.live
     previous: tuple[int | None, np.ndarray | None] = (None, None)
-    gi, start = 0, time.perf_counter()
+    start = time.perf_counter()
+    clock = lambda: time.perf_counter() - start  # noqa: E731
+    handler = GazeHandler(seg, OnlineIVT(px_per_degree(w, cfg.horizontal_fov_deg)), start, live_clock, score)
+    gaze.start()
     with open(cfg.out_dir / "frames.jsonl", "w") as jl:
-        for index in range(n_frames):
-            ok, bgr = cap.read()
-            if not ok:
+        index = 0
+        while index < n_frames:
+            bgr = video.read()
+            if bgr is None:
                 break
-            t_frame = index / fps
-            if cfg.realtime:  # a camera delivers frame i at i / fps: never earlier
-                ahead = start + t_frame - time.perf_counter()
-                if ahead > 0:
-                    time.sleep(ahead)
+            t_frame = clock() if video.live else index / fps
+            if live_clock and not video.live:  # a camera delivers frame i at i / fps: never earlier
+                while (ahead := t_frame - clock()) > 0:  # meanwhile, answer gaze on the frame on screen
+                    handler.handle(gaze.poll(clock()), max(index - 1, 0))
+                    time.sleep(min(ahead, 0.004))
             frame_t0 = time.perf_counter()
-            seg.on_frame(np.ascontiguousarray(bgr[..., ::-1]))
-            enc_ms = (time.perf_counter() - frame_t0) * 1e3
-            raw = smooth = None
             dec_before = seg.stats.decoder_calls
-            while gi < len(gaze.t) and gaze.t[gi] < t_frame + 1 / fps:
-                t, x, y = gaze.t[gi], gaze.x[gi], gaze.y[gi]
-                gi += 1
-                if not (np.isfinite(x) and np.isfinite(y)):
-                    continue
-                raw, smooth = (x, y), (fx(t, x), fy(t, y))
-                event = detector.feed(t, x, y)
-                if event is None:
-                    continue
-                kind, fix = event
-                t0 = time.perf_counter()
-                seg.on_fixation(kind, fix)
-                if kind == "onset":
-                    fixation, fixation_id = fix, fixation_id + 1
-                    if seg.mask is not None:
-                        latencies.append((time.perf_counter() - t0) * 1e3)
-                    else:
-                        pending_onset = t0  # no embedding yet: the mask comes with the first one
-                else:
-                    fixation = None
-            if pending_onset is not None and seg.mask is not None:
-                latencies.append((time.perf_counter() - pending_onset) * 1e3)
-                pending_onset = None
+            seg.on_frame(np.ascontiguousarray(bgr[..., ::-1]))
+            handler.handle(gaze.poll(clock() if live_clock else t_frame), index)
+            seg.refresh()
+            handler.refreshed()
+            fixation, fixation_id = handler.fixation, handler.fixation_id
             if fixation is not None and previous[0] == fixation_id and previous[1] is not None \
                     and seg.mask is not None:
-                a, b = previous[1], seg.mask
-                union = np.logical_or(a, b).sum()
-                stability.append(float(np.logical_and(a, b).sum() / union) if union else 1.0)
+                stability.append(mask_iou(previous[1], seg.mask))
+            if score is not None:
+                score.on_frame(index, t_frame, fixation, seg.mask)
             frame_ms = (time.perf_counter() - frame_t0) * 1e3
+            onsets = handler.onsets
             lines = [f"samedge gaze demo | {predictor.backend} | frame {index} | {frame_ms:.0f} ms/frame",
-                     f"encoder requests {seg.stats.encoder_requests}, decoder calls {seg.stats.decoder_calls}",
-                     "REPLAY: recorded EyeLink gaze mapped onto this video" if cfg.gaze.startswith("replay") else label,
+                     f"encoder requests {seg.stats.encoder_requests}, decoder calls {seg.stats.decoder_calls}"
+                     + (f" | last gaze-to-mask {onsets[-1]['ms']:.0f} ms" if onsets else ""),
+                     "REPLAY: recorded EyeLink gaze mapped onto this video" if cfg.gaze.startswith("replay")
+                     and seq is None else gaze.label[:90],
                      "random weights: masks are meaningless" if predictor.bundle.manifest.weights.is_random else ""]
-            out = _overlay(bgr, seg.mask, raw, smooth, fixation if fixation else None, [s for s in lines if s])
+            raw, smooth = handler.raw, handler.smooth
+            out = _overlay(bgr, seg.mask, raw, smooth, fixation, [s for s in lines if s])
             writer.write(out)
+            if show:
+                cv2.imshow(WINDOW, out)
+                if cv2.waitKey(1) & 0xFF == ord("q"):
+                    break
             if index % 2 == 0:
                 scale = cfg.gif_width / w
                 gif_frames.append(Image.fromarray(cv2.resize(out, (cfg.gif_width, int(h * scale)))[..., ::-1]))
@@ -179,27 +304,36 @@ def run_demo(cfg: DemoConfig) -> dict:
                    "gaze_filtered": None if smooth is None else [float(smooth[0]), float(smooth[1])],
                    "fixation_id": fixation_id if fixation is not None else None,
                    "mask_area": int(seg.mask.sum()) if seg.mask is not None else 0,
-                   "decoder_calls": seg.stats.decoder_calls - dec_before, "on_frame_ms": enc_ms,
-                   "frame_ms": frame_ms}
+                   "decoder_calls": seg.stats.decoder_calls - dec_before, "frame_ms": frame_ms}
             jl.write(json.dumps(row) + "\n")
             rows.append(row)
             previous = (row["fixation_id"], seg.mask)  # frame-to-frame mask stability within a fixation
-    wall = time.perf_counter() - start
+            index += 1
+    wall = clock()
     writer.release()
+    video.close()
+    gaze.close()
     predictor.close()
+    if show:
+        cv2.destroyWindow(WINDOW)
     if gif_frames:
         gif_frames[0].save(cfg.out_dir / "overlay.gif", save_all=True, append_images=gif_frames[1:],
                            duration=int(2000 / fps), loop=0)
     frame_ms = [r["frame_ms"] for r in rows]
+    onsets = handler.onsets
+    latencies = [o["ms"] for o in onsets]
     q = lambda xs, p: float(np.percentile(xs, p)) if xs else None  # noqa: E731
     summary = {
-        "video": str(cfg.video), "frames": len(rows), "video_fps": fps, "gaze": label,
+        "video": video.label, "frames": len(rows), "video_fps": fps, "gaze": gaze.label,
         "bundle": str(cfg.bundle), "backend": predictor.backend, "policy": asdict(cfg.policy),
-        "weights": predictor.bundle.manifest.weights.source,
+        "weights": predictor.bundle.manifest.weights.source, "realtime": live_clock,
+        "warm_up_ms": {k: round(v, 1) for k, v in warm.items()},
         "output_fps": len(rows) / wall if wall else None, "frame_ms_p50": q(frame_ms, 50), "frame_ms_p95": q(frame_ms, 95),
         "gaze_to_mask_ms_p50": q(latencies, 50), "gaze_to_mask_ms_p95": q(latencies, 95),
-        "gaze_to_mask_ms": [round(v, 1) for v in latencies],
-        "fixations": fixation_id, "encoder_requests": seg.stats.encoder_requests,
+        "gaze_to_mask": [{**o, "ms": round(o["ms"], 1)} for o in onsets],
+        "latency_basis": ("from the arrival of the sample completing a fixation onset to the mask being ready"
+                          if live_clock else "processing time only (not real time: frames as fast as possible)"),
+        "fixations": handler.fixation_id, "encoder_requests": seg.stats.encoder_requests,
         "decoder_calls": seg.stats.decoder_calls, "masks_kept": seg.stats.masks_kept,
         "encoder_reasons": seg.stats.reasons,
         "encoder_calls_per_s": seg.stats.encoder_requests / wall, "decoder_calls_per_s": seg.stats.decoder_calls / wall,
@@ -207,5 +341,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "note": "with random weights the masks are meaningless; latency, fps and scheduling figures are real",
     }
+    if score is not None:
+        summary["ground_truth"] = score.summary(_reference_fidelity(cfg, score, predictor.bundle), len(rows))
     (cfg.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -68,6 +68,11 @@ class GazeSegmenter:
         self._last_rgb: np.ndarray | None = None
 
     @property
+    def awaiting_embedding(self) -> bool:
+        """A fixation is waiting for the first image embedding (its mask comes with refresh())."""
+        return self._fixation is not None and self.p.current is None
+
+    @property
     def encoder_busy(self) -> bool:
         return self._pending is not None and not self._pending.done()
 
@@ -81,6 +86,7 @@ class GazeSegmenter:
         self.stats.count(reason)
 
     def on_frame(self, rgb: np.ndarray) -> None:
+        """A new camera frame: start encoding it if the policy says so (asynchronously; returns at once)."""
         self._frame += 1
         pol = self.policy
         if pol.encoder == "every_frame":
@@ -92,7 +98,10 @@ class GazeSegmenter:
         elif np.mean(np.abs(thumbnail(rgb) - self._encoded_thumb)) > pol.scene_change:
             self._encode(rgb, "scene change")
         self._last_rgb = rgb
-        # a new embedding during a fixation: follow the object with the previous logits as the prior
+
+    def refresh(self) -> None:
+        """Call once per frame after the frame's fixation events: when a new embedding has arrived during a
+        fixation, follow the object with the previous low-res logits as the prior (one decoder call)."""
         current = self.p.current
         if self._fixation is not None and current is not None and current is not self._mask_embedding:
             self._decode(self._fixation, use_prior=True)

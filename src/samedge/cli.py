@@ -172,14 +172,27 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("app", choices=["gaze"])
     dm.add_argument("--bundle", type=Path, required=True)
     dm.add_argument("--out", type=Path, required=True, help="folder for overlay.mp4/.gif, frames.jsonl, summary.json")
-    dm.add_argument("--video", type=Path, default=None, help="default: cockatoo.mp4 from Debian's python3-imageio")
-    dm.add_argument("--gaze", default="replay:eyelink", help="replay:eyelink | edf:PATH | csv:PATH (t,x,y[,confidence])")
+    dm.add_argument("--video", default=None,
+                    help="a video file or camera:N (default: cockatoo.mp4 from Debian's python3-imageio)")
+    dm.add_argument("--gaze", default="replay:eyelink",
+                    help="replay:eyelink | edf:PATH | csv:PATH (t,x,y[,confidence]) | pupil:gaze_positions.csv | "
+                         "tobii:PATH.tsv | lsl:STREAM[:normalized] (live) | mouse (live, needs a GUI OpenCV)")
+    dm.add_argument("--ground-truth", action="store_true",
+                    help="score on a synthetic head-motion sequence of real photos with exact instance masks "
+                         "(replaces --video and --gaze)")
+    dm.add_argument("--reference-bundle", type=Path, default=None,
+                    help="ground truth: the fp32 bundle to compare with (default: this bundle's fp32 ONNX graphs)")
+    dm.add_argument("--reference-frames", type=int, default=24, help="ground truth: frames the reference re-segments")
     dm.add_argument("--backend", default="auto")
     dm.add_argument("--precision", default=None)
+    dm.add_argument("--threads", type=int, default=None, help="threads per session")
     dm.add_argument("--policy", choices=["every_frame", "on_demand"], default="on_demand",
                     help="encoder scheduling: every frame (light models) or on demand (heavy ones)")
     dm.add_argument("--fov", type=float, default=60.0, help="scene camera horizontal field of view, degrees")
     dm.add_argument("--max-frames", type=int, default=None)
+    dm.add_argument("--show", action="store_true", help="a live window (needs OpenCV with a GUI)")
+    dm.add_argument("--no-warm-up", action="store_true",
+                    help="do not run the graphs once before the clock starts (shows cold-start latency)")
 
     dv = sub.add_parser("devices", help="every backend x device usable here, and why not for the rest")
     dv.add_argument("--json", action="store_true")
@@ -411,8 +424,11 @@ def _demo(args) -> int:
     except ImportError as exc:
         raise SamEdgeError(f"the gaze demo needs the apps extra ({exc.name} is missing): "
                            "pip install 'samedge[apps]'") from exc
-    summary = run_demo(DemoConfig(args.bundle, args.out, args.video or COCKATOO, args.gaze, args.backend,
-                                  args.precision, SchedulePolicy(args.policy), args.fov, args.max_frames))
+    summary = run_demo(DemoConfig(
+        args.bundle, args.out, args.video or COCKATOO, args.gaze, args.backend, args.precision,
+        SchedulePolicy(args.policy), args.fov, args.max_frames, threads=args.threads,
+        warm_up=not args.no_warm_up, ground_truth=args.ground_truth, reference_frames=args.reference_frames,
+        reference_bundle=args.reference_bundle, show=args.show))
     print(json.dumps(summary, indent=2))
     return 0
 

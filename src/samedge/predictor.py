@@ -185,6 +185,34 @@ class SamPredictor:
             self._applied_generation = self._generation
             self._current = None
 
+    def warm_up(self, image_hw: tuple[int, int], clicks: tuple[int, ...] = (1,)) -> dict[str, float]:
+        """Open and run every graph a session will need once, before the first real frame, so no user
+        prompt pays for session compilation, lazy decoder loading or first-run allocation.
+
+        Runs the encoder on a black image of `image_hw` and, for each click count in `clicks`, the decoder
+        with and without a mask prior. The current image is left untouched. Returns the ms each step took.
+        """
+        if len(image_hw) != 2 or min(image_hw) < 1:
+            raise InputError(f"image_hw must be (height, width) with both >= 1, got {image_hw}")
+        if not clicks or min(clicks) < 1:
+            raise InputError(f"clicks must be one or more counts >= 1, got {clicks}")
+        times: dict[str, float] = {}
+        t0 = time.perf_counter()
+        m = self.bundle.manifest
+        model_input, geometry = processing.preprocess_image(
+            np.zeros((*image_hw, 3), np.uint8), m.image_size, m.pixel_mean, m.pixel_std)
+        embedding = self._encoder.run({self._encoder.input_names[0]: model_input})[self._encoder.output_names[0]]
+        times["encoder"] = (time.perf_counter() - t0) * 1e3
+        size = m.low_res_mask_size
+        for n in clicks:
+            coords, labels = self._prompt_rows(np.zeros((n, 2), np.float32), np.ones(n, np.float32), None, geometry)
+            for prior in (False, True):
+                t0 = time.perf_counter()
+                mask = np.zeros((1, 1, size, size), np.float32)
+                self._decode(embedding, coords, labels, mask, np.full(1, float(prior), np.float32))
+                times[f"decoder_{n}click{'_prior' if prior else ''}"] = (time.perf_counter() - t0) * 1e3
+        return times
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
