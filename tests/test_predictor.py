@@ -84,3 +84,24 @@ def test_reset_image_and_no_image_errors(tiny_bundle, samples):
     assert not predictor.is_image_set
     with pytest.raises(NoImageError):
         predictor.get_image_embedding()
+
+
+def test_warm_up_opens_and_runs_every_graph_without_setting_an_image(tiny_bundle):
+    import numpy as np
+
+    from samedge import SamPredictor
+    from samedge.errors import InputError
+    with SamPredictor.from_bundle(tiny_bundle, "onnxruntime") as p:
+        assert len(p.sessions) == 1  # decoders open lazily...
+        times = p.warm_up((240, 320), clicks=(1, 2))
+        assert set(times) == {"encoder", "decoder_1click", "decoder_1click_prior", "decoder_2click",
+                              "decoder_2click_prior"} and all(v > 0 for v in times.values())
+        opened = {p.decoder_graph(1).file, p.decoder_graph(2).file}
+        assert set(p.sessions) == {"encoder", *opened} and p.current is None  # ...warm_up opened them; no image
+        with pytest.raises(InputError, match="image_hw"):
+            p.warm_up((0, 320))
+        with pytest.raises(InputError, match="clicks"):
+            p.warm_up((240, 320), clicks=())
+        p.set_image(np.zeros((240, 320, 3), np.uint8))
+        masks, _, _ = p.predict(point_coords=np.array([[10, 10]]), point_labels=np.array([1]))
+        assert masks.shape == (3, 240, 320)
