@@ -180,6 +180,8 @@ def test_scheduler_light_model_and_scene_change():
     assert seg.stats.encoder_requests == 20
     # one decode at the onset, then one per new embedding while the fixation lasts (per frame, not per sample)
     assert seg.stats.decoder_calls == 1 + 16 and all(p["prior"] for p in fake.predicts[1:])
+    fake, seg = _run(SchedulePolicy("every_frame", mask_prior=False), frames, {3: (50, 50)})
+    assert seg.stats.decoder_calls == 17 and not any(p["prior"] for p in fake.predicts)  # same calls, no prior
     fake, seg = _run(SchedulePolicy("on_demand", every_k_frames=100), frames, {})
     assert seg.stats.reasons == {"first frame": 1, "scene change": 1} and seg.stats.decoder_calls == 0
     with pytest.raises(ValueError, match="encoder policy"):

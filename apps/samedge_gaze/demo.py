@@ -45,7 +45,7 @@ class DemoConfig:
     horizontal_fov_deg: float = 60.0  # the scene camera's field of view, for pixels per degree
     max_frames: int | None = None
     gif_width: int = 480
-    threads: int | None = None  # per session
+    threads: int | None = None  # per session; None: half the usable cores (encoder and decoder run at once)
     realtime: bool = True  # frames arrive at the video's rate, as from a camera; False: as fast as possible
     warm_up: bool = True  # run every graph once before the clock starts, as an app does before "ready"
     ground_truth: bool = False  # the scored synthetic sequence instead of video + gaze
@@ -58,6 +58,8 @@ class DemoConfig:
             raise InputError(f"horizontal field of view must be 1..180 degrees, got {self.horizontal_fov_deg}")
         if self.max_frames is not None and self.max_frames < 1:
             raise InputError(f"max_frames must be >= 1, got {self.max_frames}")
+        if self.threads is not None and self.threads < 1:
+            raise InputError(f"threads must be >= 1 (or None: half the usable cores), got {self.threads}")
         if self.reference_frames < 0:
             raise InputError(f"reference_frames must be >= 0, got {self.reference_frames}")
 
@@ -80,6 +82,10 @@ def _overlay(frame_bgr, mask, raw, smooth, fixation, lines):
     for i, text in enumerate(lines):
         cv2.putText(out, text, (12, 28 + 26 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.65, (255, 255, 255), 2, cv2.LINE_AA)
     return out
+
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class GroundTruthScore:
@@ -151,7 +157,7 @@ def _reference_fidelity(cfg: DemoConfig, score: GroundTruthScore, predictor_bund
         return masks[int(np.argmax(scores))]
 
     with SamPredictor.from_bundle(ref_path, "onnxruntime", embedding_cache_size=0) as ref, \
-            SamPredictor.from_bundle(cfg.bundle, cfg.backend, precision=cfg.precision, threads=cfg.threads,
+            SamPredictor.from_bundle(cfg.bundle, cfg.backend, precision=cfg.precision,
                                      embedding_cache_size=0) as same:
         for frame, point, shown in score.samples:
             reference = best_mask(ref, frame, point)
@@ -248,7 +254,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(cfg.out_dir / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     gif_frames, rows, stability = [], [], []
-    predictor = SamPredictor.from_bundle(cfg.bundle, cfg.backend, precision=cfg.precision, threads=cfg.threads,
+    threads = cfg.threads or max(1, _usable_cores() // 2)
+    predictor = SamPredictor.from_bundle(cfg.bundle, cfg.backend, precision=cfg.precision, threads=threads,
                                          embedding_cache_size=0)
     warm = predictor.warm_up((h, w)) if cfg.warm_up else {}
     seg = GazeSegmenter(predictor, cfg.policy)
@@ -338,7 +345,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "encoder_reasons": seg.stats.reasons,
         "encoder_calls_per_s": seg.stats.encoder_requests / wall, "decoder_calls_per_s": seg.stats.decoder_calls / wall,
         "mask_stability_iou_mean": statistics.fmean(stability) if stability else None,
-        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_cores": _usable_cores(), "threads_per_session": threads,
         "note": "with random weights the masks are meaningless; latency, fps and scheduling figures are real",
     }
     if score is not None:

@@ -24,6 +24,7 @@ class SchedulePolicy:
     every_k_frames: int = 30
     stale_after_frames: int = 10
     scene_change: float = 0.12  # mean absolute difference of 32x32 grey thumbnails, 0..1
+    mask_prior: bool = True  # re-decodes on a new embedding feed the previous low-res logits as mask_input
 
     def __post_init__(self) -> None:
         if self.encoder not in POLICIES:
@@ -135,6 +136,7 @@ class GazeSegmenter:
         return 0 <= x < w and 0 <= y < h and bool(self.mask[y, x])
 
     def _decode(self, fixation: Fixation, use_prior: bool) -> None:
+        use_prior = use_prior and self.policy.mask_prior
         current = self.p.current
         kwargs = {"point_coords": np.array([[fixation.x, fixation.y]]), "point_labels": np.array([1]),
                   "multimask_output": not use_prior}

@@ -185,9 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--reference-frames", type=int, default=24, help="ground truth: frames the reference re-segments")
     dm.add_argument("--backend", default="auto")
     dm.add_argument("--precision", default=None)
-    dm.add_argument("--threads", type=int, default=None, help="threads per session")
+    dm.add_argument("--threads", type=int, default=None,
+                    help="threads per session (default: half the usable cores, as encoder and decoder run at once)")
     dm.add_argument("--policy", choices=["every_frame", "on_demand"], default="on_demand",
                     help="encoder scheduling: every frame (light models) or on demand (heavy ones)")
+    dm.add_argument("--no-mask-prior", action="store_true",
+                    help="re-decode on each new embedding from the fixation point alone, without the previous logits")
     dm.add_argument("--fov", type=float, default=60.0, help="scene camera horizontal field of view, degrees")
     dm.add_argument("--max-frames", type=int, default=None)
     dm.add_argument("--show", action="store_true", help="a live window (needs OpenCV with a GUI)")
@@ -426,7 +429,7 @@ def _demo(args) -> int:
                            "pip install 'samedge[apps]'") from exc
     summary = run_demo(DemoConfig(
         args.bundle, args.out, args.video or COCKATOO, args.gaze, args.backend, args.precision,
-        SchedulePolicy(args.policy), args.fov, args.max_frames, threads=args.threads,
+        SchedulePolicy(args.policy, mask_prior=not args.no_mask_prior), args.fov, args.max_frames, threads=args.threads,
         warm_up=not args.no_warm_up, ground_truth=args.ground_truth, reference_frames=args.reference_frames,
         reference_bundle=args.reference_bundle, show=args.show))
     print(json.dumps(summary, indent=2))
