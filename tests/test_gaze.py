@@ -127,8 +127,12 @@ class FakePredictor:
         self.hw, self.current, self.encoded, self.predicts = hw, None, [], []
 
     def set_image_async(self, rgb):
+        from concurrent.futures import Future
         self.encoded.append(rgb)
         self.current = object()  # a fresh embedding (synchronous here)
+        done = Future()
+        done.set_result(self.current)
+        return done
 
     def predict(self, point_coords, point_labels, multimask_output=True, mask_input=None):
         self.predicts.append({"point": point_coords[0].tolist(), "prior": mask_input is not None})
@@ -178,14 +182,54 @@ def test_scheduler_light_model_and_scene_change():
     frames = [np.full((240, 320, 3), 100, np.uint8)] * 10 + [np.full((240, 320, 3), 200, np.uint8)] * 10
     fake, seg = _run(SchedulePolicy("every_frame"), frames, {3: (50, 50)})
     assert seg.stats.encoder_requests == 20
-    # one decode at the onset, then one per new embedding while the fixation lasts (per frame, not per sample)
-    assert seg.stats.decoder_calls == 1 + 16 and all(p["prior"] for p in fake.predicts[1:])
+    # one decode at the onset, then one per new embedding while the fixation lasts (per frame, not per
+    # sample), with the prior, except right after the cut at frame 10: the old scene's logits are dropped
+    assert seg.stats.decoder_calls == 1 + 16
+    assert [p["prior"] for p in fake.predicts] == [False] + [True] * 6 + [False] + [True] * 9
     fake, seg = _run(SchedulePolicy("every_frame", mask_prior=False), frames, {3: (50, 50)})
     assert seg.stats.decoder_calls == 17 and not any(p["prior"] for p in fake.predicts)  # same calls, no prior
     fake, seg = _run(SchedulePolicy("on_demand", every_k_frames=100), frames, {})
-    assert seg.stats.reasons == {"first frame": 1, "scene change": 1} and seg.stats.decoder_calls == 0
+    assert seg.stats.reasons == {"first frame": 1, "scene change": 1, "cut: mask cleared": 1}
+    assert seg.stats.decoder_calls == 0
     with pytest.raises(ValueError, match="encoder policy"):
         SchedulePolicy("sometimes")
+
+
+def test_scheduler_never_shows_a_mask_of_the_scene_before_a_cut():
+    """A cut clears the mask; an embedding still in flight from before the cut is not decoded; the mask
+    comes back with the first embedding of the new scene."""
+    from concurrent.futures import Future
+
+    from samedge_gaze.scheduler import GazeSegmenter, SchedulePolicy
+    fake = FakePredictor()
+    slow = []
+
+    def async_encode(rgb):  # completes only when the test says so
+        slow.append((Future(), object()))
+        return slow[-1][0]
+    fake.set_image_async = async_encode
+    seg = GazeSegmenter(fake, SchedulePolicy("every_frame"))
+    a, b = np.full((240, 320, 3), 100, np.uint8), np.full((240, 320, 3), 220, np.uint8)
+    seg.on_frame(a)
+    fut, emb = slow[0]
+    fake.current = emb
+    fut.set_result(emb)
+    seg.on_fixation("onset", _fix(0.0, 100, 100))
+    assert seg.mask is not None and len(fake.predicts) == 1
+    seg.on_frame(a)  # encode of frame 1 (scene A) starts; the encoder is now busy
+    seg.on_frame(b)  # the cut: frame 2's encode is skipped (busy), the mask goes at once
+    assert seg.mask is None and seg.stats.reasons["cut: mask cleared"] == 1
+    fut, emb = slow[1]
+    fake.current = emb
+    fut.set_result(emb)  # frame 1 (before the cut) finishes
+    seg.refresh()
+    assert seg.mask is None and len(fake.predicts) == 1 and seg.awaiting_embedding
+    seg.on_frame(b)  # frame 3, scene B
+    fut, emb = slow[2]
+    fake.current = emb
+    fut.set_result(emb)
+    seg.refresh()
+    assert seg.mask is not None and len(fake.predicts) == 2 and not fake.predicts[1]["prior"]
 
 
 def test_scheduler_ignores_fixations_outside_the_frame():
@@ -232,3 +276,15 @@ def test_demo_config_checks_its_numbers(tiny_bundle, tmp_path):
         DemoConfig(tiny_bundle, tmp_path, horizontal_fov_deg=0)
     with pytest.raises(InputError, match="max_frames must be >= 1"):
         DemoConfig(tiny_bundle, tmp_path, max_frames=0)
+
+
+def test_scheduler_prime_encodes_the_first_frame_once_before_the_clock():
+    from samedge_gaze.scheduler import GazeSegmenter, SchedulePolicy
+    fake = FakePredictor()
+    seg = GazeSegmenter(fake, SchedulePolicy("on_demand"))
+    frame = np.full((240, 320, 3), 100, np.uint8)
+    seg.prime(frame)
+    seg.on_frame(frame)  # the same frame, now on the clock: not encoded a second time
+    seg.on_fixation("onset", _fix(0.0, 50, 50))  # answered at once: no waiting for a first embedding
+    assert len(fake.encoded) == 1 and seg.stats.reasons == {"first frame, before the clock": 1}
+    assert seg.mask is not None and not seg.awaiting_embedding and len(fake.predicts) == 1

@@ -47,7 +47,7 @@ class DemoConfig:
     gif_width: int = 480
     threads: int | None = None  # per session; None: half the usable cores (encoder and decoder run at once)
     realtime: bool = True  # frames arrive at the video's rate, as from a camera; False: as fast as possible
-    warm_up: bool = True  # run every graph once before the clock starts, as an app does before "ready"
+    warm_up: bool = True  # before the clock starts: run every graph once and encode the first frame ("ready")
     ground_truth: bool = False  # the scored synthetic sequence instead of video + gaze
     reference_frames: int = 24  # ground truth: frames re-segmented by the fp32 reference afterwards
     reference_bundle: Path | None = None  # fp32 bundle for the reference (default: this bundle's fp32 ONNX)
@@ -64,23 +64,30 @@ class DemoConfig:
             raise InputError(f"reference_frames must be >= 0, got {self.reference_frames}")
 
 
-def _overlay(frame_bgr, mask, raw, smooth, fixation, lines):
+def _overlay(frame_bgr, mask, raw, smooth, fixation, lines, truth=None):
     import cv2
     out = frame_bgr.copy()
     if mask is not None:
         colour = np.zeros_like(out)
         colour[mask] = (255, 144, 30)
-        out = cv2.addWeighted(out, 1.0, colour, 0.45, 0)
+        out = cv2.addWeighted(out, 1.0, colour, 0.35, 0)
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(out, contours, -1, (255, 200, 80), 2)
+        min_area = 1e-3 * mask.size  # outline the mask's regions, not its specks
+        cv2.drawContours(out, [c for c in contours if cv2.contourArea(c) >= min_area], -1, (255, 200, 80), 2)
+    if truth is not None:  # ground-truth mode: the looked-at instance's exact outline
+        contours, _ = cv2.findContours(truth.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, (80, 255, 80), 2)
     if raw is not None and np.isfinite(raw).all():
         cv2.circle(out, (int(raw[0]), int(raw[1])), 4, (0, 0, 255), -1)
     if smooth is not None and np.isfinite(smooth).all():
         cv2.circle(out, (int(smooth[0]), int(smooth[1])), 9, (0, 255, 0), 2)
     if fixation is not None:
         cv2.circle(out, (int(fixation.x), int(fixation.y)), 28, (0, 255, 255), 2)
+    scale = max(0.45, min(0.65, frame_bgr.shape[1] / 1000))
     for i, text in enumerate(lines):
-        cv2.putText(out, text, (12, 28 + 26 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.65, (255, 255, 255), 2, cv2.LINE_AA)
+        y = int(28 * scale / 0.65) + int(26 * scale / 0.65) * i
+        cv2.putText(out, text, (10, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 5, cv2.LINE_AA)
+        cv2.putText(out, text, (10, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2, cv2.LINE_AA)
     return out
 
 
@@ -111,13 +118,18 @@ class GroundTruthScore:
             x, y = int(round(fixation.x)), int(round(fixation.y))
             self.onsets_on_target.append(bool(0 <= y < gt.shape[0] and 0 <= x < gt.shape[1] and gt[y, x]))
 
-    def on_frame(self, frame: int, t: float, fixation, mask) -> None:
+    def on_frame(self, frame: int, t: float, fixation, mask) -> np.ndarray | None:
+        """Scores the frame; returns the looked-at instance's exact mask (None between fixations)."""
         k, g = self._target(t)
-        if g is None or fixation is None or mask is None:
-            return
-        self.ious.setdefault(k, []).append(mask_iou(mask, self.seq.instance_mask(frame, g.instance)))
+        if g is None:
+            return None
+        truth = self.seq.instance_mask(frame, g.instance)
+        if fixation is None or mask is None:
+            return truth
+        self.ious.setdefault(k, []).append(mask_iou(mask, truth))
         if frame % self._sample_every == 0 and len(self.samples) < self._budget:
             self.samples.append((frame, (float(fixation.x), float(fixation.y)), mask.copy()))
+        return truth
 
     def summary(self, reference: dict | None, frames_played: int) -> dict:
         # only targets whose fixation began within the frames played (max_frames may stop early)
@@ -259,6 +271,13 @@ def run_demo(cfg: DemoConfig) -> dict:
                                          embedding_cache_size=0)
     warm = predictor.warm_up((h, w)) if cfg.warm_up else {}
     seg = GazeSegmenter(predictor, cfg.policy)
+    first = video.read()
+    if first is None:
+        raise InputError(f"{video.label} gave no frames")
+    if cfg.warm_up:  # ready = the first frame is encoded; the clock starts after that
+        t0 = time.perf_counter()
+        seg.prime(np.ascontiguousarray(first[..., ::-1]))
+        warm["first_frame_encode"] = (time.perf_counter() - t0) * 1e3
     score = GroundTruthScore(seq, cfg.reference_frames, n_frames) if seq is not None else None
     live_clock = cfg.realtime or video.live or gaze.live
     previous: tuple[int | None, np.ndarray | None] = (None, None)
@@ -269,7 +288,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     with open(cfg.out_dir / "frames.jsonl", "w") as jl:
         index = 0
         while index < n_frames:
-            bgr = video.read()
+            bgr, first = (first, None) if first is not None else (video.read(), None)
             if bgr is None:
                 break
             t_frame = clock() if video.live else index / fps
@@ -287,18 +306,17 @@ def run_demo(cfg: DemoConfig) -> dict:
             if fixation is not None and previous[0] == fixation_id and previous[1] is not None \
                     and seg.mask is not None:
                 stability.append(mask_iou(previous[1], seg.mask))
-            if score is not None:
-                score.on_frame(index, t_frame, fixation, seg.mask)
+            truth = score.on_frame(index, t_frame, fixation, seg.mask) if score is not None else None
             frame_ms = (time.perf_counter() - frame_t0) * 1e3
             onsets = handler.onsets
             lines = [f"samedge gaze demo | {predictor.backend} | frame {index} | {frame_ms:.0f} ms/frame",
                      f"encoder requests {seg.stats.encoder_requests}, decoder calls {seg.stats.decoder_calls}"
                      + (f" | last gaze-to-mask {onsets[-1]['ms']:.0f} ms" if onsets else ""),
                      "REPLAY: recorded EyeLink gaze mapped onto this video" if cfg.gaze.startswith("replay")
-                     and seq is None else gaze.label[:90],
+                     and seq is None else gaze.label[:70],
                      "random weights: masks are meaningless" if predictor.bundle.manifest.weights.is_random else ""]
             raw, smooth = handler.raw, handler.smooth
-            out = _overlay(bgr, seg.mask, raw, smooth, fixation, [s for s in lines if s])
+            out = _overlay(bgr, seg.mask, raw, smooth, fixation, [s for s in lines if s], truth)
             writer.write(out)
             if show:
                 cv2.imshow(WINDOW, out)

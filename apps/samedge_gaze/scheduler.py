@@ -3,6 +3,8 @@
 - The decoder runs per fixation event (onset), never per gaze sample; and once more when a new image
   embedding arrives during a fixation, with the previous low-res logits as mask_input (temporal stability).
 - A fixation that lands inside the mask on screen keeps it: no decoder call.
+- A cut (a large frame-to-frame change) clears the mask and its logits at once; nothing is decoded again
+  until an embedding of a frame after the cut is ready, so a mask of the previous scene is never shown.
 - The encoder runs on every frame for light models (policy "every_frame"), or for heavy ones ("on_demand")
   on the first frame, on a fixation onset when the embedding is older than `stale_after_frames`, on a scene
   change, and at least every `every_k_frames`. It is asynchronous (set_image_async): frames never wait.
@@ -24,6 +26,7 @@ class SchedulePolicy:
     every_k_frames: int = 30
     stale_after_frames: int = 10
     scene_change: float = 0.12  # mean absolute difference of 32x32 grey thumbnails, 0..1
+    cut: float = 0.25  # frame-to-frame thumbnail difference that means a new scene (fast pans reach ~0.16)
     mask_prior: bool = True  # re-decodes on a new embedding feed the previous low-res logits as mask_input
 
     def __post_init__(self) -> None:
@@ -67,11 +70,14 @@ class GazeSegmenter:
         self._encoded_thumb: np.ndarray | None = None
         self._pending = None  # the encode in flight
         self._last_rgb: np.ndarray | None = None
+        self._last_thumb: np.ndarray | None = None
+        self._valid_from = 0  # after a cut, embeddings of frames before it show another scene
+        self._encoded: list[tuple[object, int]] = []  # (future, frame) of recent encodes
 
     @property
     def awaiting_embedding(self) -> bool:
         """A fixation is waiting for the first image embedding (its mask comes with refresh())."""
-        return self._fixation is not None and self.p.current is None
+        return self._fixation is not None and self._usable_embedding() is None
 
     @property
     def encoder_busy(self) -> bool:
@@ -82,30 +88,57 @@ class GazeSegmenter:
             self.stats.count("skipped: encoder busy")
             return
         self._pending = self.p.set_image_async(rgb)
+        self._encoded = self._encoded[-7:] + [(self._pending, self._frame)]
         self._encoded_frame, self._encoded_thumb = self._frame, thumbnail(rgb)
         self.stats.encoder_requests += 1
         self.stats.count(reason)
+
+    def prime(self, rgb: np.ndarray) -> None:
+        """Encode the first frame and wait for it, before the clock starts (an app is ready once it can
+        answer a look); pass the same frame to on_frame next."""
+        future = self.p.set_image_async(rgb)
+        future.result()
+        self._encoded = [(future, 0)]
+        self._encoded_frame, self._encoded_thumb = 0, thumbnail(rgb)
+        self.stats.encoder_requests += 1
+        self.stats.count("first frame, before the clock")
 
     def on_frame(self, rgb: np.ndarray) -> None:
         """A new camera frame: start encoding it if the policy says so (asynchronously; returns at once)."""
         self._frame += 1
         pol = self.policy
+        thumb = thumbnail(rgb)
+        if self._last_thumb is not None and np.mean(np.abs(thumb - self._last_thumb)) > pol.cut:
+            # a cut: the mask and its logits belong to the previous scene; wait for an embedding of this one
+            self._valid_from, self.mask, self._logits, self._mask_embedding = self._frame, None, None, None
+            self.stats.count("cut: mask cleared")
+        self._last_thumb = thumb
         if pol.encoder == "every_frame":
             self._encode(rgb, "every frame")
         elif self._encoded_frame is None:
             self._encode(rgb, "first frame")
         elif self._frame - self._encoded_frame >= pol.every_k_frames:
             self._encode(rgb, "every k frames")
-        elif np.mean(np.abs(thumbnail(rgb) - self._encoded_thumb)) > pol.scene_change:
+        elif np.mean(np.abs(thumb - self._encoded_thumb)) > pol.scene_change:
             self._encode(rgb, "scene change")
         self._last_rgb = rgb
 
     def refresh(self) -> None:
         """Call once per frame after the frame's fixation events: when a new embedding has arrived during a
         fixation, follow the object with the previous low-res logits as the prior (one decoder call)."""
-        current = self.p.current
+        current = self._usable_embedding()
         if self._fixation is not None and current is not None and current is not self._mask_embedding:
             self._decode(self._fixation, use_prior=True)
+
+    def _usable_embedding(self):
+        """The predictor's current embedding, or None while it is of a frame before the last cut."""
+        current = self.p.current
+        if current is None or self._valid_from == 0:
+            return current
+        for future, frame in self._encoded:
+            if future.done() and future.exception() is None and future.result() is current:
+                return current if frame >= self._valid_from else None
+        return None
 
     def on_fixation(self, event: str, fixation: Fixation) -> None:
         if event == "offset":
@@ -120,10 +153,11 @@ class GazeSegmenter:
         pol = self.policy
         if pol.encoder == "on_demand" and self._frame - (self._encoded_frame or 0) > pol.stale_after_frames:
             self._encode(self._last_rgb, "fixation onset, stale embedding")
-        if self.p.current is None:
-            return  # decoded when the first embedding arrives (on_frame)
+        current = self._usable_embedding()
+        if current is None:
+            return  # decoded when a usable embedding arrives (refresh)
         inside = self._inside(fixation)
-        if inside and self.p.current is self._mask_embedding:
+        if inside and current is self._mask_embedding:
             self.stats.masks_kept += 1
             return
         self._decode(fixation, use_prior=inside)
@@ -137,7 +171,7 @@ class GazeSegmenter:
 
     def _decode(self, fixation: Fixation, use_prior: bool) -> None:
         use_prior = use_prior and self.policy.mask_prior
-        current = self.p.current
+        current = self._usable_embedding()
         kwargs = {"point_coords": np.array([[fixation.x, fixation.y]]), "point_labels": np.array([1]),
                   "multimask_output": not use_prior}
         if use_prior and self._logits is not None:

@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--max-frames", type=int, default=None)
     dm.add_argument("--show", action="store_true", help="a live window (needs OpenCV with a GUI)")
     dm.add_argument("--no-warm-up", action="store_true",
-                    help="do not run the graphs once before the clock starts (shows cold-start latency)")
+                    help="start the clock at once: no graph warm-up, no first frame encoded before (cold start)")
 
     dv = sub.add_parser("devices", help="every backend x device usable here, and why not for the rest")
     dv.add_argument("--json", action="store_true")
