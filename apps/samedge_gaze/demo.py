@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from samedge.errors import InputError
+from samedge.errors import BackendUnavailableError, InputError
 
 from .fixations import OnlineIVT, px_per_degree
 from .groundtruth import GroundTruthConfig, GroundTruthSequence, GroundTruthVideo, mask_iou
 from .one_euro import OneEuroFilter
 from .scheduler import GazeSegmenter, SchedulePolicy
-from .sources import COCKATOO, MouseGaze, TraceGaze, open_gaze, open_video
+from .sources import COCKATOO, MouseGaze, TraceGaze, open_gaze, open_video, opencv_has_gui
 
 WINDOW = "samedge gaze"
 
@@ -252,17 +252,28 @@ def _sources(cfg: DemoConfig):
 
 
 def run_demo(cfg: DemoConfig) -> dict:
+    video, gaze, seq = _sources(cfg)
+    try:
+        return _run(cfg, video, gaze, seq)
+    finally:
+        video.close()
+        gaze.close()
+
+
+def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
     import cv2
     from PIL import Image
 
     from samedge import SamPredictor
-    video, gaze, seq = _sources(cfg)
     w, h = video.size
     fps = video.fps
     n_frames = min(video.n_frames or cfg.max_frames or 10**9, cfg.max_frames or 10**9)
     show = cfg.show or isinstance(gaze, MouseGaze)
-    if show and isinstance(gaze, MouseGaze):
-        gaze.attach()
+    if isinstance(gaze, MouseGaze):
+        gaze.attach()  # raises BackendUnavailableError, naming the fix, on a headless OpenCV
+    elif show and not opencv_has_gui():
+        raise BackendUnavailableError("--show needs an OpenCV build with a GUI (pip install opencv-python; "
+                                      "this one is headless); the overlay video is written either way")
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(cfg.out_dir / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     gif_frames, rows, stability = [], [], []
@@ -336,8 +347,6 @@ def run_demo(cfg: DemoConfig) -> dict:
             index += 1
     wall = clock()
     writer.release()
-    video.close()
-    gaze.close()
     predictor.close()
     if show:
         cv2.destroyWindow(WINDOW)
