@@ -69,3 +69,19 @@ def test_demo_ground_truth_mode_scores_against_masks_and_the_fp32_reference(tiny
     # demo showed may differ only through scheduling (older embedding, the mask prior)
     assert ref["fresh_vs_reference_iou_mean"] == 1.0
     assert 0.0 <= ref["shown_vs_reference_iou_min"] <= ref["shown_vs_reference_iou_mean"] <= 1.0
+
+
+def test_score_ignores_an_onset_newer_than_the_frame_on_screen(sequence):
+    """A gaze sample can arrive while the last frame of the previous scene is still shown (found by the
+    quickstart: it indexed scene 0's masks with a scene 1 instance)."""
+    from samedge_gaze.demo import GroundTruthScore
+    from samedge_gaze.fixations import Fixation
+    score = GroundTruthScore(sequence, reference_frames=0, frames=sequence.n_frames)
+    later = next(g for g in sequence.targets if g.scene == 1)
+    x, y = sequence._project(later.t0, later.anchor)
+    score.on_onset(sequence.frames_per_scene - 1, later.t0 + 0.07, Fixation(later.t0, later.t0 + 0.07, x, y, 20))
+    assert score.onsets_on_target == []
+    frame = int(later.t0 * sequence.fps) + 3
+    x, y = sequence._project(frame / sequence.fps, later.anchor)
+    score.on_onset(frame, later.t0 + 0.07, Fixation(later.t0, later.t0 + 0.07, x, y, 20))
+    assert score.onsets_on_target == [True]

@@ -113,7 +113,8 @@ class GroundTruthScore:
 
     def on_onset(self, frame: int, t: float, fixation) -> None:
         k, g = self._target(t)
-        if g is not None:
+        # a sample can be newer than the frame on screen: score only looks at what the frame shows
+        if g is not None and g.scene == self.seq.scene_of(frame):
             gt = self.seq.instance_mask(frame, g.instance)
             x, y = int(round(fixation.x)), int(round(fixation.y))
             self.onsets_on_target.append(bool(0 <= y < gt.shape[0] and 0 <= x < gt.shape[1] and gt[y, x]))
