@@ -309,7 +309,7 @@ def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
                     handler.handle(gaze.poll(clock()), max(index - 1, 0))
                     time.sleep(min(ahead, 0.004))
             frame_t0 = time.perf_counter()
-            dec_before = seg.stats.decoder_calls
+            dec_before, dec_ms_before, embedding_before = seg.stats.decoder_calls, seg.stats.decoder_ms, predictor.current
             seg.on_frame(np.ascontiguousarray(bgr[..., ::-1]))
             handler.handle(gaze.poll(clock() if live_clock else t_frame), index)
             seg.refresh()
@@ -319,9 +319,10 @@ def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
                     and seg.mask is not None:
                 stability.append(mask_iou(previous[1], seg.mask))
             truth = score.on_frame(index, t_frame, fixation, seg.mask) if score is not None else None
-            frame_ms = (time.perf_counter() - frame_t0) * 1e3
+            render_t0 = time.perf_counter()
             onsets = handler.onsets
-            lines = [f"samedge gaze demo | {predictor.backend} | frame {index} | {frame_ms:.0f} ms/frame",
+            lines = [f"samedge gaze demo | {predictor.backend} | frame {index} | "
+                     f"{(render_t0 - frame_t0) * 1e3:.0f} ms to segment",
                      f"encoder requests {seg.stats.encoder_requests}, decoder calls {seg.stats.decoder_calls}"
                      + (f" | last gaze-to-mask {onsets[-1]['ms']:.0f} ms" if onsets else ""),
                      "REPLAY: recorded EyeLink gaze mapped onto this video" if cfg.gaze.startswith("replay")
@@ -337,11 +338,17 @@ def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
             if index % 2 == 0:
                 scale = cfg.gif_width / w
                 gif_frames.append(Image.fromarray(cv2.resize(out, (cfg.gif_width, int(h * scale)))[..., ::-1]))
+            frame_ms = (time.perf_counter() - frame_t0) * 1e3
+            landed = predictor.current if predictor.current is not embedding_before else None
             row = {"frame": index, "t": t_frame, "gaze": None if raw is None else [float(raw[0]), float(raw[1])],
                    "gaze_filtered": None if smooth is None else [float(smooth[0]), float(smooth[1])],
                    "fixation_id": fixation_id if fixation is not None else None,
                    "mask_area": int(seg.mask.sum()) if seg.mask is not None else 0,
-                   "decoder_calls": seg.stats.decoder_calls - dec_before, "frame_ms": frame_ms}
+                   "decoder_calls": seg.stats.decoder_calls - dec_before,
+                   "ms": {"decoder": seg.stats.decoder_ms - dec_ms_before,  # this frame's predict() calls
+                          # the embedding that became current during this frame: its encode, on the encoder thread
+                          "encoder_landed": None if landed is None else landed.encode_ms,
+                          "render": (time.perf_counter() - render_t0) * 1e3, "frame": frame_ms}}
             jl.write(json.dumps(row) + "\n")
             rows.append(row)
             previous = (row["fixation_id"], seg.mask)  # frame-to-frame mask stability within a fixation
@@ -354,7 +361,7 @@ def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
     if gif_frames:
         gif_frames[0].save(cfg.out_dir / "overlay.gif", save_all=True, append_images=gif_frames[1:],
                            duration=int(2000 / fps), loop=0)
-    frame_ms = [r["frame_ms"] for r in rows]
+    frame_ms = [r["ms"]["frame"] for r in rows]
     onsets = handler.onsets
     latencies = [o["ms"] for o in onsets]
     q = lambda xs, p: float(np.percentile(xs, p)) if xs else None  # noqa: E731

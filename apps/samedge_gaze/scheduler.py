@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +49,7 @@ class SegmenterStats:
     encoder_requests: int = 0
     decoder_calls: int = 0
     masks_kept: int = 0
+    decoder_ms: float = 0.0  # total time in predict() (decoder + mask post-processing)
     reasons: dict = field(default_factory=dict)
 
     def count(self, reason: str) -> None:
@@ -176,7 +178,9 @@ class GazeSegmenter:
                   "multimask_output": not use_prior}
         if use_prior and self._logits is not None:
             kwargs["mask_input"] = self._logits
+        t0 = time.perf_counter()
         masks, scores, low_res = self.p.predict(**kwargs)
+        self.stats.decoder_ms += (time.perf_counter() - t0) * 1e3
         best = int(np.argmax(scores))
         self.mask, self._logits = masks[best], low_res[best:best + 1]  # (1, 256, 256), as mask_input takes it
         self._mask_embedding = current
