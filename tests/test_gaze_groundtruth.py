@@ -85,3 +85,11 @@ def test_score_ignores_an_onset_newer_than_the_frame_on_screen(sequence):
     x, y = sequence._project(frame / sequence.fps, later.anchor)
     score.on_onset(frame, later.t0 + 0.07, Fixation(later.t0, later.t0 + 0.07, x, y, 20))
     assert score.onsets_on_target == [True]
+
+
+def test_a_bad_reference_bundle_fails_before_the_run(tiny_bundle, tmp_path, capsys):
+    from samedge.cli import main
+    code = main(["demo", "gaze", "--bundle", str(tiny_bundle), "--out", str(tmp_path / "gt"), "--ground-truth",
+                 "--backend", "onnxruntime", "--max-frames", "3", "--reference-bundle", str(tmp_path / "none")])
+    assert code != 0 and "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "gt" / "summary.json").exists()

@@ -24,8 +24,9 @@ def pylsl(tmp_path_factory):
 class GazeOutlet:
     """A fake eye tracker: pushes a scanpath (x, y, confidence) at `rate` Hz on an LSL outlet, in real time."""
 
-    def __init__(self, pylsl, name: str, points, rate: float = 200.0, channels: int = 3, repeat: bool = False) -> None:
-        info = pylsl.StreamInfo(name, "Gaze", channels, rate, pylsl.cf_float32, f"{name}-uid")
+    def __init__(self, pylsl, name: str, points, rate: float = 200.0, channels: int = 3, repeat: bool = False,
+                 fmt=None) -> None:
+        info = pylsl.StreamInfo(name, "Gaze", channels, rate, fmt or pylsl.cf_float32, f"{name}-uid")
         self.outlet, self.points, self.rate, self.repeat = pylsl.StreamOutlet(info), points, rate, repeat
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -99,6 +100,9 @@ def test_lsl_normalized_coordinates_and_bad_streams(pylsl):
     with GazeOutlet(pylsl, "samedge-test-wide", [(1, 2, 3, 4)] * 5, channels=4):
         with pytest.raises(InputError, match="4 channels"):
             LslGaze("samedge-test-wide", (320, 240))
+    with GazeOutlet(pylsl, "samedge-test-text", [("a", "b")] * 5, channels=2, fmt=pylsl.cf_string):
+        with pytest.raises(InputError, match="2 or 3 numeric channels"):
+            LslGaze("samedge-test-text", (320, 240))
     with pytest.raises(InputError, match="no LSL stream named 'nobody'"):
         LslGaze("nobody", (320, 240), resolve_timeout_s=0.3)
     with pytest.raises(InputError, match="lsl:STREAM_NAME"):
@@ -174,6 +178,10 @@ def test_recorded_gaze_specs_use_every_adapter(tmp_path):
     assert "Tobii" in label and trace.t.tolist() == pytest.approx([0.0, 0.016]) and np.isnan(trace.x[1])
     with pytest.raises(InputError, match="not a readable tobii gaze file"):
         load_trace(f"tobii:{pupil}", (320, 240))
+    junk = tmp_path / "junk.edf"
+    junk.write_text("not an EDF")
+    with pytest.raises(InputError, match="not a readable edf gaze file"):  # eyelinkio raises OSError
+        load_trace(f"edf:{junk}", (320, 240))
     with pytest.raises(InputError, match="gaze file .* not found"):
         load_trace(f"csv:{tmp_path / 'none.csv'}", (320, 240))
     with pytest.raises(InputError, match=r"one of replay:eyelink, .*lsl:NAME\[:normalized\], mouse; got 'bluetooth"):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from samedge import SamPredictor
-from samedge.export.parity import mask_iou, prompt_set
+from samedge.export.parity import prompt_set
+from samedge.metrics import mask_iou
 from samedge.predictor import NoImageError
 
 

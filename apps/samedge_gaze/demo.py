@@ -14,7 +14,6 @@ and is not included: it is what makes a fixation a fixation.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -22,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from samedge.bench.machine import usable_cores
 from samedge.errors import BackendUnavailableError, InputError
+from samedge.metrics import mask_iou
 
 from .fixations import OnlineIVT, px_per_degree
-from .groundtruth import GroundTruthConfig, GroundTruthSequence, GroundTruthVideo, mask_iou
+from .groundtruth import GroundTruthConfig, GroundTruthSequence, GroundTruthVideo
 from .one_euro import OneEuroFilter
 from .scheduler import GazeSegmenter, SchedulePolicy
 from .sources import COCKATOO, MouseGaze, TraceGaze, open_gaze, open_video, opencv_has_gui
@@ -91,10 +92,6 @@ def _overlay(frame_bgr, mask, raw, smooth, fixation, lines, truth=None):
     return out
 
 
-def _usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 class GroundTruthScore:
     """Scores what the demo showed against the sequence's exact instance masks, frame by frame, and keeps
     a few shown masks for the fp32 reference to re-segment afterwards."""
@@ -149,7 +146,17 @@ class GroundTruthScore:
         }
 
 
-def _reference_fidelity(cfg: DemoConfig, score: GroundTruthScore, predictor_bundle) -> dict | None:
+def _check_reference(cfg: DemoConfig, bundle) -> None:
+    """Before the run, not after it: the reference must be an fp32 bundle that loads."""
+    from samedge.bundle import load_bundle
+    reference = load_bundle(cfg.reference_bundle) if cfg.reference_bundle is not None else bundle
+    if reference.manifest.precision != "fp32":
+        raise InputError(f"the reference must have fp32 ONNX graphs; {reference.path}'s are "
+                         f"{reference.manifest.precision}: pass --reference-bundle with the fp32 bundle it was "
+                         "quantized from")
+
+
+def _reference_fidelity(cfg: DemoConfig, score: GroundTruthScore) -> dict | None:
     """Re-segment the sampled frames with the fp32 reference (ONNX Runtime, fresh embedding, the same
     fixation point, best of three masks) and compare with what the demo showed. This is what tells a
     random-weight run anything: the demo's masks (quantization, stale embeddings, the prior) against the
@@ -157,10 +164,6 @@ def _reference_fidelity(cfg: DemoConfig, score: GroundTruthScore, predictor_bund
     from samedge import SamPredictor
     if not score.samples:
         return None
-    manifest = predictor_bundle.manifest
-    if cfg.reference_bundle is None and manifest.precision != "fp32":
-        raise InputError(f"{cfg.bundle}'s ONNX graphs are {manifest.precision}; pass reference_bundle "
-                         "(--reference-bundle) with the fp32 bundle it was quantized from")
     ref_path = cfg.reference_bundle or cfg.bundle
     shown_ious, fresh_ious, vs_truth = [], [], []
 
@@ -278,9 +281,11 @@ def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(cfg.out_dir / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     gif_frames, rows, stability = [], [], []
-    threads = cfg.threads or max(1, _usable_cores() // 2)
+    threads = cfg.threads or max(1, usable_cores() // 2)
     predictor = SamPredictor.from_bundle(cfg.bundle, cfg.backend, precision=cfg.precision, threads=threads,
                                          embedding_cache_size=0)
+    if seq is not None and cfg.reference_frames:
+        _check_reference(cfg, predictor.bundle)
     warm = predictor.warm_up((h, w)) if cfg.warm_up else {}
     seg = GazeSegmenter(predictor, cfg.policy)
     first = video.read()
@@ -300,7 +305,7 @@ def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
     with open(cfg.out_dir / "frames.jsonl", "w") as jl:
         index = 0
         while index < n_frames:
-            bgr, first = (first, None) if first is not None else (video.read(), None)
+            bgr = video.read() if index else first
             if bgr is None:
                 break
             t_frame = clock() if video.live else index / fps
@@ -380,10 +385,10 @@ def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
         "encoder_reasons": seg.stats.reasons,
         "encoder_calls_per_s": seg.stats.encoder_requests / wall, "decoder_calls_per_s": seg.stats.decoder_calls / wall,
         "mask_stability_iou_mean": statistics.fmean(stability) if stability else None,
-        "cpu_cores": _usable_cores(), "threads_per_session": threads,
+        "cpu_cores": usable_cores(), "threads_per_session": threads,
         "note": "with random weights the masks are meaningless; latency, fps and scheduling figures are real",
     }
     if score is not None:
-        summary["ground_truth"] = score.summary(_reference_fidelity(cfg, score, predictor.bundle), len(rows))
+        summary["ground_truth"] = score.summary(_reference_fidelity(cfg, score), len(rows))
     (cfg.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

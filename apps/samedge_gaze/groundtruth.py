@@ -111,7 +111,7 @@ class GroundTruthSequence:
         """Photo pixels -> frame pixels at time t: fit the photo to the frame (zoomed so no border shows),
         then a smooth head motion."""
         cfg = self.cfg
-        scene = min(int(t * cfg.fps) // self.frames_per_scene, len(self.scenes) - 1)
+        scene = self.scene_of(int(t * cfg.fps))
         ph, pw = self.scenes[scene][0].shape[:2]
         w, h = cfg.size
         p = self._phase[scene]
@@ -156,13 +156,11 @@ class GroundTruthSequence:
     # -- gaze --------------------------------------------------------------------------------------
     def _anchors(self, scene: int, rng) -> list[tuple[int, tuple[float, float]]]:
         """Gaze targets of a scene in a random order: large instances, each at its most interior point."""
-        import cv2
-        rgb, masks = self.scenes[scene]
-        ph, pw = rgb.shape[:2]
-        w, h = self.cfg.size
-        fraction_of_frame = masks.reshape(len(masks), -1).sum(1) * (w * h / (pw * ph)) / (w * h)
+        cv2 = self._cv2
+        masks = self.scenes[scene][1]
+        fraction = masks.reshape(len(masks), -1).mean(1)  # of the photo, which fills the frame
         out = []
-        for k in np.flatnonzero(fraction_of_frame >= self.cfg.min_instance_fraction):
+        for k in np.flatnonzero(fraction >= self.cfg.min_instance_fraction):
             dist = cv2.distanceTransform(masks[k].astype(np.uint8), cv2.DIST_L2, 5)
             y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
             out.append((int(k), (float(x), float(y))))
@@ -240,8 +238,3 @@ class GroundTruthVideo:
 
     def close(self) -> None:
         pass
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0

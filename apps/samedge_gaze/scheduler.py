@@ -68,13 +68,11 @@ class GazeSegmenter:
         self._mask_embedding = None  # the embedding the mask was decoded from
         self._fixation: Fixation | None = None
         self._frame = -1
-        self._encoded_frame: int | None = None
+        self._encoded: list[tuple[object, int]] = []  # (future, frame) of recent encodes, newest last
         self._encoded_thumb: np.ndarray | None = None
-        self._pending = None  # the encode in flight
         self._last_rgb: np.ndarray | None = None
         self._last_thumb: np.ndarray | None = None
         self._valid_from = 0  # after a cut, embeddings of frames before it show another scene
-        self._encoded: list[tuple[object, int]] = []  # (future, frame) of recent encodes
 
     @property
     def awaiting_embedding(self) -> bool:
@@ -83,27 +81,27 @@ class GazeSegmenter:
 
     @property
     def encoder_busy(self) -> bool:
-        return self._pending is not None and not self._pending.done()
+        return bool(self._encoded) and not self._encoded[-1][0].done()
 
-    def _encode(self, rgb: np.ndarray, reason: str) -> None:
+    @property
+    def _encoded_frame(self) -> int | None:
+        return self._encoded[-1][1] if self._encoded else None
+
+    def _encode(self, rgb: np.ndarray, reason: str, frame: int | None = None):
         if self.encoder_busy:  # latest frame wins: never queue frames behind a slow encoder
             self.stats.count("skipped: encoder busy")
-            return
-        self._pending = self.p.set_image_async(rgb)
-        self._encoded = self._encoded[-7:] + [(self._pending, self._frame)]
-        self._encoded_frame, self._encoded_thumb = self._frame, thumbnail(rgb)
+            return None
+        future = self.p.set_image_async(rgb)
+        self._encoded = self._encoded[-7:] + [(future, self._frame if frame is None else frame)]
+        self._encoded_thumb = thumbnail(rgb)
         self.stats.encoder_requests += 1
         self.stats.count(reason)
+        return future
 
     def prime(self, rgb: np.ndarray) -> None:
         """Encode the first frame and wait for it, before the clock starts (an app is ready once it can
         answer a look); pass the same frame to on_frame next."""
-        future = self.p.set_image_async(rgb)
-        future.result()
-        self._encoded = [(future, 0)]
-        self._encoded_frame, self._encoded_thumb = 0, thumbnail(rgb)
-        self.stats.encoder_requests += 1
-        self.stats.count("first frame, before the clock")
+        self._encode(rgb, "first frame, before the clock", frame=0).result()
 
     def on_frame(self, rgb: np.ndarray) -> None:
         """A new camera frame: start encoding it if the policy says so (asynchronously; returns at once)."""
@@ -172,11 +170,12 @@ class GazeSegmenter:
         return 0 <= x < w and 0 <= y < h and bool(self.mask[y, x])
 
     def _decode(self, fixation: Fixation, use_prior: bool) -> None:
-        use_prior = use_prior and self.policy.mask_prior
+        # without logits (first decode, after a cut) a single point is ambiguous: take the best of three
+        use_prior = use_prior and self.policy.mask_prior and self._logits is not None
         current = self._usable_embedding()
         kwargs = {"point_coords": np.array([[fixation.x, fixation.y]]), "point_labels": np.array([1]),
                   "multimask_output": not use_prior}
-        if use_prior and self._logits is not None:
+        if use_prior:
             kwargs["mask_input"] = self._logits
         t0 = time.perf_counter()
         masks, scores, low_res = self.p.predict(**kwargs)

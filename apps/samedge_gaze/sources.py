@@ -126,9 +126,9 @@ class TraceGaze:
 
 class LslGaze:
     """Live gaze from a Lab Streaming Layer stream with channels x, y[, confidence]: pixels of the scene
-    video, or 0..1 of its width and height (top-left origin) with `normalized`. LSL timestamps are mapped
-    onto the demo's clock with the inlet's time correction, so latency counts from when the tracker took the
-    sample. Configure LSL as usual (LSLAPICFG); the tests use a loopback-only configuration."""
+    video, or 0..1 of its width and height (top-left origin) with `normalized`. liblsl's clock
+    synchronisation (proc_clocksync) puts the tracker's timestamps on this machine's clock, so latency
+    counts from when the tracker took the sample. Configure LSL as usual (LSLAPICFG); the tests use a loopback-only configuration."""
 
     live = True
 
@@ -145,9 +145,10 @@ class LslGaze:
             raise InputError(f"no LSL stream named {name!r} found within {resolve_timeout_s:.0f} s "
                              "(is the tracker's LSL relay running, and on this network / LSLAPICFG scope?)")
         info = streams[0]
-        if info.channel_count() not in (2, 3):
-            raise InputError(f"LSL stream {name!r} has {info.channel_count()} channels; gaze needs x, y[, confidence]")
-        self._inlet = pylsl.StreamInlet(info, max_buflen=2)
+        if info.channel_count() not in (2, 3) or info.channel_format() == pylsl.cf_string:
+            raise InputError(f"LSL stream {name!r} has {info.channel_count()} channels of format "
+                             f"{info.channel_format()}; gaze needs 2 or 3 numeric channels: x, y[, confidence]")
+        self._inlet = pylsl.StreamInlet(info, max_buflen=2, processing_flags=pylsl.proc_clocksync)
         self._inlet.open_stream(timeout=resolve_timeout_s)
         self._scale = frame_wh if normalized else (1, 1)
         self.min_confidence = min_confidence
@@ -163,14 +164,13 @@ class LslGaze:
         chunk, stamps = self._inlet.pull_chunk(timeout=0.0)
         if not stamps:
             return []
-        offset = self._inlet.time_correction(timeout=1.0) - self._origin
         sx, sy = self._scale
         out = []
         for row, ts in zip(chunk, stamps):
             conf = row[2] if len(row) > 2 else 1.0
             x, y = row[0] * sx, row[1] * sy
             if conf >= self.min_confidence and np.isfinite(x) and np.isfinite(y):
-                out.append(GazeSample(float(ts + offset), float(x), float(y)))
+                out.append(GazeSample(float(ts - self._origin), float(x), float(y)))
         return out
 
     def close(self) -> None:
@@ -185,8 +185,8 @@ def opencv_has_gui() -> bool:
 
 
 class MouseGaze:
-    """The mouse as the gaze point in the demo's window: every mouse move is a gaze sample at the moment
-    OpenCV reports it. A button held down is a deliberate fixation (the detector sees a still point)."""
+    """The mouse as the gaze point in the demo's window: every mouse event is a gaze sample at the moment
+    OpenCV reports it. Hold the pointer still on an object to fixate it."""
 
     live = True
 
@@ -249,7 +249,7 @@ def load_trace(spec: str, frame_wh: tuple[int, int]) -> tuple[GazeTrace, str]:
                 trace, label = read_pupil_labs(path, frame_wh), f"Pupil Labs {path.name} (world camera)"
             else:
                 trace, label = read_tobii_tsv(path), f"Tobii TSV {path.name} (pixels of the video)"
-        except (KeyError, ValueError, StopIteration, IndexError) as exc:
+        except (KeyError, ValueError, StopIteration, IndexError, OSError, RuntimeError) as exc:  # eyelinkio: OSError
             raise InputError(f"{path} is not a readable {kind} gaze file: {exc!r}") from exc
     else:
         raise InputError(f"gaze source must be one of {', '.join(GAZE_SPECS)}; got {spec!r}")

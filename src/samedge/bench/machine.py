@@ -75,10 +75,15 @@ def peak_gflops(flags: tuple[str, ...], cores: int, mhz: float | None) -> tuple[
     return round(gflops, 1), f"{cores} cores x {mhz / 1000:.2f} GHz x {per_cycle} fp32 FLOP/cycle (2 FMA pipes)"
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (affinity / cgroup), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def machine_info() -> MachineInfo:
     info = _cpuinfo()
     flags = tuple(f for f in ISA_FLAGS if f in info.get("flags", info.get("Features", "")).split())
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    usable = usable_cores()
     mhz = float(info["cpu MHz"]) if "cpu MHz" in info else None
     peak, basis = peak_gflops(flags, usable, mhz)
     return MachineInfo(cpu_model=info.get("model name", platform.processor() or "unknown"), isa_flags=flags,

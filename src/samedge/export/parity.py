@@ -14,6 +14,7 @@ import numpy as np
 
 from ..bundle import load_bundle
 from ..data import SampleImage, bounding_box, largest_instance, point_inside, point_outside
+from ..metrics import cosine, mask_iou
 from ..predictor import SamPredictor
 from ..runtimes import SessionOptions
 from .reference import TorchReferencePredictor
@@ -71,16 +72,6 @@ def static_prompts(sample: SampleImage, k: int) -> list[Prompt]:
         box.update(point_coords=pts[: k - 1], point_labels=np.ones(k - 1, int))
     prompts.append(Prompt(f"static{k}_box", box))
     return prompts
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
 
 
 def _compare(reference: TorchReferencePredictor, predictor: SamPredictor, prompt: Prompt,

@@ -130,7 +130,8 @@ def measure(reference, variant, samples: list[SampleImage], thresholds: QuantThr
             latency_repeats: int = 3, baselines: dict[str, SamPredictor] | None = None) -> dict:
     """Compare two sides (PredictorSide / TorchSide) on every sample and every decoder of the variant.
     `baselines`: more fp32 predictors (e.g. the same backend's) timed side by side with both."""
-    from ..export.parity import _compare, cosine, prompt_set, static_prompts
+    from ..export.parity import _compare, prompt_set, static_prompts
+    from ..metrics import cosine
     images, prompts, ref_embs, var_embs = [], [], [], []
     for sample in samples:
         r, v = reference.set_image(sample.rgb), variant.set_image(sample.rgb)
