@@ -298,6 +298,7 @@ def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
     score = GroundTruthScore(seq, cfg.reference_frames, n_frames) if seq is not None else None
     live_clock = cfg.realtime or video.live or gaze.live
     previous: tuple[int | None, np.ndarray | None] = (None, None)
+    last_embedding = predictor.current
     start = time.perf_counter()
     clock = lambda: time.perf_counter() - start  # noqa: E731
     handler = GazeHandler(seg, OnlineIVT(px_per_degree(w, cfg.horizontal_fov_deg)), start, live_clock, score)
@@ -314,7 +315,7 @@ def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
                     handler.handle(gaze.poll(clock()), max(index - 1, 0))
                     time.sleep(min(ahead, 0.004))
             frame_t0 = time.perf_counter()
-            dec_before, dec_ms_before, embedding_before = seg.stats.decoder_calls, seg.stats.decoder_ms, predictor.current
+            dec_before, dec_ms_before = seg.stats.decoder_calls, seg.stats.decoder_ms
             seg.on_frame(np.ascontiguousarray(bgr[..., ::-1]))
             handler.handle(gaze.poll(clock() if live_clock else t_frame), index)
             seg.refresh()
@@ -344,14 +345,16 @@ def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
                 scale = cfg.gif_width / w
                 gif_frames.append(Image.fromarray(cv2.resize(out, (cfg.gif_width, int(h * scale)))[..., ::-1]))
             frame_ms = (time.perf_counter() - frame_t0) * 1e3
-            landed = predictor.current if predictor.current is not embedding_before else None
+            current = predictor.current
+            landed, last_embedding = (current if current is not last_embedding else None), current
             row = {"frame": index, "t": t_frame, "gaze": None if raw is None else [float(raw[0]), float(raw[1])],
                    "gaze_filtered": None if smooth is None else [float(smooth[0]), float(smooth[1])],
                    "fixation_id": fixation_id if fixation is not None else None,
                    "mask_area": int(seg.mask.sum()) if seg.mask is not None else 0,
                    "decoder_calls": seg.stats.decoder_calls - dec_before,
                    "ms": {"decoder": seg.stats.decoder_ms - dec_ms_before,  # this frame's predict() calls
-                          # the embedding that became current during this frame: its encode, on the encoder thread
+                          # an embedding that became current since the last row (also while waiting for
+                          # this frame): its encode, on the encoder thread
                           "encoder_landed": None if landed is None else landed.encode_ms,
                           "render": (time.perf_counter() - render_t0) * 1e3, "frame": frame_ms}}
             jl.write(json.dumps(row) + "\n")
