@@ -261,11 +261,12 @@ def test_demo_cli_end_to_end_on_a_real_photo_video(tiny_bundle, tmp_path, capsys
     rows = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in rows] == list(range(30))
     assert any(r["mask_area"] > 0 for r in rows) and any(r["gaze"] for r in rows)
-    # per-stage ms: decoder time only on frames that called it, encoder time on frames where an embedding
-    # landed, and the frame total covering both the segmenting and the rendering
+    # per-stage ms: decoder time exactly on the rows that counted decoder calls, encoder time on rows where
+    # an embedding landed, every decoder call in some row, and the frame total covering the rendering
     assert all((r["ms"]["decoder"] > 0) == (r["decoder_calls"] > 0) for r in rows)
+    assert sum(r["decoder_calls"] for r in rows) == summary["decoder_calls"]
     assert sum(r["ms"]["encoder_landed"] is not None for r in rows) >= 2
-    assert all(r["ms"]["frame"] >= r["ms"]["decoder"] + r["ms"]["render"] * 0.99 for r in rows)
+    assert all(r["ms"]["frame"] >= r["ms"]["render"] > 0 for r in rows)
     cap = cv2.VideoCapture(str(out / "overlay.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
     assert (out / "overlay.gif").read_bytes()[:6] == b"GIF89a"

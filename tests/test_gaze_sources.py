@@ -69,7 +69,8 @@ def _scanpath(n_fix: int = 3, samples_per_fix: int = 80, saccade: int = 6):
 def test_lsl_gaze_arrives_on_the_demo_clock_and_drops_low_confidence(pylsl):
     from samedge_gaze.sources import LslGaze
     points = [(100.0, 50.0, 1.0), (101.0, 51.0, 0.1), (0.5, 0.25, 1.0)]
-    with GazeOutlet(pylsl, "samedge-test-px", points * 20, rate=200.0):
+    # repeat: a tracker streams on; start() rightly drops what queued before it, which under load was everything
+    with GazeOutlet(pylsl, "samedge-test-px", points * 20, rate=200.0, repeat=True):
         gaze = LslGaze("samedge-test-px", (320, 240))
         gaze.start()
         t0 = time.perf_counter()
@@ -88,7 +89,7 @@ def test_lsl_gaze_arrives_on_the_demo_clock_and_drops_low_confidence(pylsl):
 def test_lsl_normalized_coordinates_and_bad_streams(pylsl):
     from samedge.errors import InputError
     from samedge_gaze.sources import LslGaze, open_gaze
-    with GazeOutlet(pylsl, "samedge-test-norm", [(0.5, 0.25)] * 40, channels=2):
+    with GazeOutlet(pylsl, "samedge-test-norm", [(0.5, 0.25)] * 40, channels=2, repeat=True):
         gaze = open_gaze("lsl:samedge-test-norm:normalized", (320, 240))
         gaze.start()
         samples = []

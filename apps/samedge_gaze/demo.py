@@ -299,6 +299,7 @@ def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
     live_clock = cfg.realtime or video.live or gaze.live
     previous: tuple[int | None, np.ndarray | None] = (None, None)
     last_embedding = predictor.current
+    dec_before, dec_ms_before = 0, 0.0
     start = time.perf_counter()
     clock = lambda: time.perf_counter() - start  # noqa: E731
     handler = GazeHandler(seg, OnlineIVT(px_per_degree(w, cfg.horizontal_fov_deg)), start, live_clock, score)
@@ -315,7 +316,6 @@ def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
                     handler.handle(gaze.poll(clock()), max(index - 1, 0))
                     time.sleep(min(ahead, 0.004))
             frame_t0 = time.perf_counter()
-            dec_before, dec_ms_before = seg.stats.decoder_calls, seg.stats.decoder_ms
             seg.on_frame(np.ascontiguousarray(bgr[..., ::-1]))
             handler.handle(gaze.poll(clock() if live_clock else t_frame), index)
             seg.refresh()
@@ -344,19 +344,21 @@ def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
             if index % 2 == 0:
                 scale = cfg.gif_width / w
                 gif_frames.append(Image.fromarray(cv2.resize(out, (cfg.gif_width, int(h * scale)))[..., ::-1]))
-            frame_ms = (time.perf_counter() - frame_t0) * 1e3
+            t_end = time.perf_counter()
             current = predictor.current
             landed, last_embedding = (current if current is not last_embedding else None), current
             row = {"frame": index, "t": t_frame, "gaze": None if raw is None else [float(raw[0]), float(raw[1])],
                    "gaze_filtered": None if smooth is None else [float(smooth[0]), float(smooth[1])],
                    "fixation_id": fixation_id if fixation is not None else None,
                    "mask_area": int(seg.mask.sum()) if seg.mask is not None else 0,
+                   # since the previous row, so calls made while waiting for this frame count too
                    "decoder_calls": seg.stats.decoder_calls - dec_before,
-                   "ms": {"decoder": seg.stats.decoder_ms - dec_ms_before,  # this frame's predict() calls
-                          # an embedding that became current since the last row (also while waiting for
-                          # this frame): its encode, on the encoder thread
+                   "ms": {"decoder": seg.stats.decoder_ms - dec_ms_before,  # those calls' predict() time
+                          # an embedding that became current since the previous row: its encode, on the
+                          # encoder thread
                           "encoder_landed": None if landed is None else landed.encode_ms,
-                          "render": (time.perf_counter() - render_t0) * 1e3, "frame": frame_ms}}
+                          "render": (t_end - render_t0) * 1e3, "frame": (t_end - frame_t0) * 1e3}}
+            dec_before, dec_ms_before = seg.stats.decoder_calls, seg.stats.decoder_ms
             jl.write(json.dumps(row) + "\n")
             rows.append(row)
             previous = (row["fixation_id"], seg.mask)  # frame-to-frame mask stability within a fixation
