@@ -7,9 +7,8 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-# ISA extensions that decide which kernels the backends can use
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
-             "amx_bf16", "amx_int8", "neon", "asimd")
+from ..cpu import cpu_capabilities, cpuinfo
+
 PACKAGES = ("samedge", "numpy", "onnxruntime", "onnxruntime-gpu", "openvino", "coremltools", "nncf", "torch")
 
 
@@ -26,22 +25,10 @@ class MachineInfo:
     packages: dict[str, str] = field(default_factory=dict)
     peak_gflops_fp32: float | None = None
     peak_basis: str = ""
+    isa: str = ""  # cpu_capabilities().label: what every figure in a report is quoted against
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _cpuinfo() -> dict[str, str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() not in out:
-            out[key.strip()] = value.strip()
-    return out
 
 
 def _memory_gib() -> float | None:
@@ -81,12 +68,13 @@ def usable_cores() -> int:
 
 
 def machine_info() -> MachineInfo:
-    info = _cpuinfo()
-    flags = tuple(f for f in ISA_FLAGS if f in info.get("flags", info.get("Features", "")).split())
+    info = cpuinfo()
+    flags = cpu_capabilities().flags
     usable = usable_cores()
     mhz = float(info["cpu MHz"]) if "cpu MHz" in info else None
     peak, basis = peak_gflops(flags, usable, mhz)
     return MachineInfo(cpu_model=info.get("model name", platform.processor() or "unknown"), isa_flags=flags,
                        logical_cores=os.cpu_count() or 1, usable_cores=usable, cpu_mhz=mhz,
                        memory_gib=_memory_gib(), platform=platform.platform(), python=platform.python_version(),
-                       packages=_versions(), peak_gflops_fp32=peak, peak_basis=basis)
+                       packages=_versions(), peak_gflops_fp32=peak, peak_basis=basis,
+                       isa=cpu_capabilities().label)

@@ -21,7 +21,7 @@ def _x(value: float | None) -> str:
 
 def markdown(result: dict) -> str:
     m = result["machine"]
-    lines = [f"Machine: {m['cpu_model']}, {m['usable_cores']} usable cores, ISA: {' '.join(m['isa_flags'])}; "
+    lines = [f"Machine: {m['cpu_model']}, {m['usable_cores']} usable cores, ISA: {m.get('isa') or ' '.join(m['isa_flags'])} ({' '.join(m['isa_flags'])}); "
              f"image: {result['image']['name']} ({result['image']['shape'][1]}x{result['image']['shape'][0]}). "
              "Times are p50 ms (p90, p99, std, min/max in the JSON); speed-ups are same-run ratios of p50.", "",
              "| run | bundle | precision used | preproc | encoder | decoder 1pt / 2pt / 5pt / box | postproc | end to end "

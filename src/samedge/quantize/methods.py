@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass
 from ..errors import InputError
 
 GRAPHS = ("encoder", "decoder")
+# "auto": 7-bit weights where this CPU's int8 kernels saturate (x86 without VNNI, see samedge.cpu), else 8-bit.
+# "reduce-range" is portable to every CPU; "full-range" is ~0.5% more faithful on VNNI / ARM only.
+INT8_SCHEMES = ("auto", "reduce-range", "full-range")
 CALIBRATORS = ("minmax", "percentile", "entropy")
 PALETTE_BITS = (4, 6, 8)
 
@@ -47,10 +50,32 @@ class _Calibrated(_Method):
             raise InputError(f"prompts_per_image must be >= 1, got {self.prompts_per_image}")
 
 
+@dataclass(frozen=True)
+class _Int8(_Method):
+    int8_scheme: str = "auto"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.int8_scheme not in INT8_SCHEMES:
+            raise InputError(f"int8_scheme must be one of {INT8_SCHEMES}, got {self.int8_scheme!r}")
+
+    def resolved_int8_scheme(self) -> str:
+        """The scheme to quantize with on this CPU ('auto' resolved)."""
+        if self.int8_scheme != "auto":
+            return self.int8_scheme
+        from ..cpu import cpu_capabilities
+        return "reduce-range" if cpu_capabilities().int8_saturates else "full-range"
+
+    def recipe(self) -> dict:
+        from ..cpu import cpu_capabilities
+        return {**super().recipe(), "int8_scheme": self.resolved_int8_scheme(),
+                "int8_scheme_requested": self.int8_scheme, "quantized_on": cpu_capabilities().to_dict()}
+
+
 # --- ONNX Runtime ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class OrtDynamicInt8(_Method):
+class OrtDynamicInt8(_Int8):
     """Weights int8 ahead of time, activations quantized on the fly per call (CPU)."""
     name = "ort-dynamic-int8"
     precision = "int8-dynamic"
@@ -59,7 +84,7 @@ class OrtDynamicInt8(_Method):
 
 
 @dataclass(frozen=True)
-class OrtStaticInt8(_Calibrated):
+class OrtStaticInt8(_Int8, _Calibrated):
     """QDQ int8 with calibrated activation ranges (what NPUs and TensorRT need)."""
     name = "ort-static-int8"
     precision = "int8-qdq"
@@ -95,7 +120,7 @@ class OvFp16(_Method):
 
 
 @dataclass(frozen=True)
-class OvInt8(_Calibrated):
+class OvInt8(_Int8, _Calibrated):
     """NNCF post-training W8A8 (FakeQuantize on weights and activations), transformer model type."""
     name = "ov-int8"
     precision = "int8-w8a8"

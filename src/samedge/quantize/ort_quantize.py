@@ -79,12 +79,14 @@ def quantize_graph(method, src: Path, dst: Path, calibration: Iterable[dict[str,
             if isinstance(method, OrtDynamicInt8):
                 q.quantize_dynamic(clean, dst, op_types_to_quantize=list(method.op_types),
                                    per_channel=method.per_channel, weight_type=q.QuantType.QInt8,
+                                   reduce_range=method.resolved_int8_scheme() == "reduce-range",
                                    nodes_to_exclude=exclude)
             elif isinstance(method, OrtStaticInt8):
                 calibrate = {"minmax": q.CalibrationMethod.MinMax, "percentile": q.CalibrationMethod.Percentile,
                              "entropy": q.CalibrationMethod.Entropy}[method.calibrator]
                 q.quantize_static(clean, dst, _Reader(calibration or []), quant_format=q.QuantFormat.QDQ,
                                   op_types_to_quantize=list(method.op_types), per_channel=method.per_channel,
+                                  reduce_range=method.resolved_int8_scheme() == "reduce-range",
                                   activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
                                   nodes_to_exclude=exclude, calibrate_method=calibrate,
                                   extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,

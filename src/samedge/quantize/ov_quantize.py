@@ -47,8 +47,12 @@ def quantize_graph(method, src: Path, dst_xml: Path, calibration: Iterable[dict[
             feeds = list(calibration or [])
             preset = {"mixed": nncf.QuantizationPreset.MIXED,
                       "performance": nncf.QuantizationPreset.PERFORMANCE}[method.preset]
+            from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+            # NNCF's overflow fix = 7-bit weights in every layer (its default fixes only the first layer)
+            overflow = OverflowFix.ENABLE if method.resolved_int8_scheme() == "reduce-range" else OverflowFix.DISABLE
             model = nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, preset=preset,
-                                  subset_size=len(feeds), ignored_scope=_ignored_scope(nncf, method))
+                                  subset_size=len(feeds), ignored_scope=_ignored_scope(nncf, method),
+                                  advanced_parameters=AdvancedQuantizationParameters(overflow_fix=overflow))
         elif isinstance(method, OvWeightInt8):
             model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM,
                                           ignored_scope=_ignored_scope(nncf, method))

@@ -96,6 +96,13 @@ class OpenVinoSession:
         # AUTO cannot report the precision; it forwards the per-device hint, so the request is what runs.
         used = f"{precision} (requested; AUTO does not report it)" if name == "AUTO" else _precision_name(
             self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        if name == "CPU" and precision in ("bf16", "f16") and used != precision:
+            from ..cpu import cpu_capabilities
+            # the CPU plugin quietly runs f32 where the ISA lacks the type; a row labelled bf16 would be a lie
+            raise BackendUnavailableError(f"OpenVINO's CPU plugin cannot run {precision} on this CPU "
+                                          f"({cpu_capabilities().label}): it would run {used}. {precision} needs "
+                                          + ("AVX512_BF16 or AMX" if precision == "bf16" else "AVX512_FP16 or AMX-FP16")
+                                          + "; use precision f32 (or 'default') here")
         executes = tuple(self._compiled.get_property("EXECUTION_DEVICES"))
         self.info = SessionInfo("openvino", device, ov.__version__, executes, used,
                                 {"requested_precision": precision,
