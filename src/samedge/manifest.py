@@ -2,17 +2,23 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .contract import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
 from .errors import BundleError, ManifestVersionError
 
 FORMAT_NAME = "samedge-bundle"
-# 2 added converted formats (OpenVINO IR, CoreML) and the size of external data; 1 is still read.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 2 added converted formats (OpenVINO IR, CoreML) and the size of external data; 3 the sha256 of external data
+# (OpenVINO's .bin, ONNX's .onnx.data). 1 and 2 are still read (their external data is size-checked only).
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 MANIFEST_FILE = "manifest.json"
+MAX_MANIFEST_BYTES = 16 << 20  # parity reports make manifests ~100 KB; anything this big is not one
+SCHEMA_FILE = Path(__file__).with_name("schema") / "bundle-manifest.schema.json"
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class GraphInfo:
     num_points: int | None = None
     simplify: dict[str, Any] = field(default_factory=dict)
     external_data_bytes: int | None = None
+    external_data_sha256: str | None = None
 
     @property
     def graph_point_rows(self) -> int | None:
@@ -83,13 +90,25 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False)
+        """Strict JSON: a non-finite figure in a report (e.g. a spread of one image) is written as null."""
+        return json.dumps(_finite(asdict(self)), indent=2, sort_keys=False, allow_nan=False)
 
     def write(self, directory: Path) -> Path:
-        """Write atomically (temp file + rename): a reader never sees half a manifest."""
+        """Write atomically (temp file + rename): a reader never sees half a manifest. Always written as the
+        current format_version; external data carried over from an older bundle gets its sha256 here."""
+        from .artifacts import artifact_sha256
+
+        def hashed(g: GraphInfo) -> GraphInfo:
+            if g.external_data is None or g.external_data_sha256 is not None:
+                return g
+            return replace(g, external_data_sha256=artifact_sha256(Path(directory) / g.external_data))
+        current = replace(self, format_version=FORMAT_VERSION, encoder=hashed(self.encoder),
+                          decoders=tuple(hashed(g) for g in self.decoders),
+                          converted={f: replace(c, encoder=hashed(c.encoder), decoders=tuple(hashed(g) for g in c.decoders))
+                                     for f, c in self.converted.items()})
         path = Path(directory) / MANIFEST_FILE
         tmp = path.with_name(f".{MANIFEST_FILE}.tmp")
-        tmp.write_text(self.to_json() + "\n")
+        tmp.write_text(current.to_json() + "\n")
         tmp.replace(path)
         return path
 
@@ -115,6 +134,16 @@ class Manifest:
         return conv.encoder, conv.decoders
 
 
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _tensor(d: dict) -> TensorSpec:
     return TensorSpec(d["name"], tuple(d["shape"]), d["dtype"])
 
@@ -126,37 +155,121 @@ def _graph(d: dict) -> GraphInfo:
     return GraphInfo(**d)
 
 
+@lru_cache(maxsize=1)
+def _validator():
+    import jsonschema
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+
+
+def _schema_errors(d: dict) -> list[str]:
+    """Every schema violation as 'field.path: message' (value shown short), most specific first."""
+    out = []
+    for err in sorted(_validator().iter_errors(d), key=lambda e: (-len(e.absolute_path), e.json_path)):
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        shown = repr(err.instance)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        out.append(f"{where} = {shown}: {err.message if len(err.message) <= 160 else err.message[:157] + '...'}")
+    return out
+
+
+def _static(dim: int | str) -> int | None:
+    return dim if isinstance(dim, int) else None
+
+
+def _consistency_errors(m: Manifest) -> list[str]:
+    """What the schema cannot say: roles, contract names, shapes against image_size, unique files."""
+    errors = []
+    if m.embedding_shape[0] != 1:
+        errors.append(f"embedding_shape {m.embedding_shape} must have batch 1")
+    groups = [("onnx", m.encoder, m.decoders)] + [(fmt, c.encoder, c.decoders) for fmt, c in m.converted.items()]
+    files: list[str] = []
+    for fmt, enc, decs in groups:
+        for g in (enc, *decs):
+            files += [g.file] + ([g.external_data] if g.external_data else [])
+            where = f"{fmt} {g.role} {g.file}"
+            if g.format != fmt:
+                errors.append(f"{where}: format {g.format!r} listed under {fmt}")
+            if (g.external_data is None) != (g.external_data_bytes is None):
+                errors.append(f"{where}: external_data and external_data_bytes go together")
+            if m.format_version >= 3 and g.external_data is not None and g.external_data_sha256 is None:
+                errors.append(f"{where}: external_data needs external_data_sha256 (format_version 3)")
+        if enc.role != "encoder" or any(g.role != "decoder" for g in decs):
+            errors.append(f"{fmt}: the encoder entry must have role encoder and every decoder role decoder")
+        if [t.name for t in enc.inputs] != [ENCODER_INPUT] or [t.name for t in enc.outputs] != [ENCODER_OUTPUT]:
+            errors.append(f"{fmt} encoder: I/O {[t.name for t in enc.inputs]} -> {[t.name for t in enc.outputs]}, "
+                          f"the contract is [{ENCODER_INPUT!r}] -> [{ENCODER_OUTPUT!r}]")
+        else:
+            shape = enc.inputs[0].shape
+            if len(shape) != 4 or any(_static(d) not in (None, m.image_size) for d in shape[2:]):
+                errors.append(f"{fmt} encoder input shape {list(shape)} does not take image_size {m.image_size}")
+            out = enc.outputs[0].shape
+            if len(out) != 4 or any(_static(a) not in (None, b) for a, b in zip(out, m.embedding_shape)):
+                errors.append(f"{fmt} encoder output shape {list(out)} is not embedding_shape {list(m.embedding_shape)}")
+        for g in decs:
+            names_in, names_out = tuple(t.name for t in g.inputs), tuple(t.name for t in g.outputs)
+            if names_in != DECODER_INPUTS or names_out != DECODER_OUTPUTS:
+                errors.append(f"{fmt} decoder {g.file}: I/O {list(names_in)} -> {list(names_out)}, the contract is "
+                              f"{list(DECODER_INPUTS)} -> {list(DECODER_OUTPUTS)}")
+                continue
+            rows = _static(g.inputs[1].shape[1]) if len(g.inputs[1].shape) == 3 else -1
+            if rows == -1 or (g.num_points is not None and rows is not None and rows != g.num_points + 1):
+                errors.append(f"{fmt} decoder {g.file}: point_coords shape {list(g.inputs[1].shape)} does not fit "
+                              f"num_points {g.num_points}")
+            mask = g.inputs[3].shape
+            if len(mask) != 4 or any(_static(d) not in (None, m.low_res_mask_size) for d in mask[2:]):
+                errors.append(f"{fmt} decoder {g.file}: mask_input shape {list(mask)} is not low_res_mask_size "
+                              f"{m.low_res_mask_size}")
+    dupes = sorted({f for f in files if files.count(f) > 1})
+    if dupes and set(dupes) - {m.encoder.file}:  # a converted format never reuses the ONNX files
+        errors.append(f"files listed twice: {dupes}")
+    return errors
+
+
 def manifest_from_dict(d: dict, source: str = "manifest") -> Manifest:
-    if d.get("format") != FORMAT_NAME:
-        raise BundleError(f"{source} is not a samedge bundle manifest (format={d.get('format')!r}, "
-                          f"expected {FORMAT_NAME!r})")
+    """Validate against the schema (types, ranges, relative paths) and the contract, then build the Manifest.
+    Any problem is a BundleError listing every violation."""
+    if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
+        found = d.get("format") if isinstance(d, dict) else type(d).__name__
+        raise BundleError(f"{source} is not a samedge bundle manifest (format={found!r}, expected {FORMAT_NAME!r})")
     version = d.get("format_version")
-    if version not in READABLE_VERSIONS:
+    if type(version) is not int or version not in READABLE_VERSIONS:
         raise ManifestVersionError(f"{source} has format_version {version!r}; this samedge reads versions "
                                    f"{list(READABLE_VERSIONS)}. Re-export the bundle or upgrade samedge.")
-    try:
-        d = dict(d)
-        d["weights"] = WeightsInfo(**d["weights"])
-        d["encoder"] = _graph(d["encoder"])
-        d["decoders"] = tuple(_graph(g) for g in d["decoders"])
-        d["converted"] = {fmt: ConvertedGraphs(_graph(c["encoder"]), tuple(_graph(g) for g in c["decoders"]),
-                                               c.get("conversion", {}))
-                          for fmt, c in d.get("converted", {}).items()}
-        d["format_version"] = FORMAT_VERSION  # a v1 manifest is a v2 manifest with nothing converted
-        for key in ("pixel_mean", "pixel_std", "embedding_shape"):
-            d[key] = tuple(d[key])
-        return Manifest(**d)
-    except (KeyError, TypeError) as exc:
-        raise BundleError(f"{source} is malformed: {type(exc).__name__}: {exc}") from exc
+    errors = _schema_errors(d)
+    if errors:
+        raise BundleError(f"{source} is malformed ({len(errors)} problem(s)): " + "; ".join(errors[:8]))
+    d = dict(d)
+    d["weights"] = WeightsInfo(**d["weights"])
+    d["encoder"] = _graph(d["encoder"])
+    d["decoders"] = tuple(_graph(g) for g in d["decoders"])
+    d["converted"] = {fmt: ConvertedGraphs(_graph(c["encoder"]), tuple(_graph(g) for g in c["decoders"]),
+                                           c.get("conversion", {}))
+                      for fmt, c in d.get("converted", {}).items()}
+    for key in ("pixel_mean", "pixel_std", "embedding_shape"):
+        d[key] = tuple(d[key])
+    m = Manifest(**d)
+    errors = _consistency_errors(m)
+    if errors:
+        raise BundleError(f"{source} is inconsistent: " + "; ".join(errors[:8]))
+    # the version it was written with stays readable on the object (format_version), the rest is current
+    return m
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def read_manifest(directory: Path) -> Manifest:
     path = Path(directory) / MANIFEST_FILE
-    if not path.is_file():
-        raise BundleError(f"{directory} has no {MANIFEST_FILE}; is it a samedge bundle (samedge export --out DIR)?")
+    if path.is_symlink() or not path.is_file():
+        what = f"{MANIFEST_FILE} is a symlink (not allowed in a bundle)" if path.is_symlink() else f"no {MANIFEST_FILE}"
+        raise BundleError(f"{directory} has {what}; is it a samedge bundle (samedge export --out DIR)?")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path} is {path.stat().st_size} bytes, over the {MAX_MANIFEST_BYTES} a manifest may be")
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        # strict JSON: NaN / Infinity are not numbers a manifest may hold (NaN pixel_std would reach the encoder)
+        data = json.loads(path.read_text(), parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise BundleError(f"{path} must hold a JSON object, found {type(data).__name__}")

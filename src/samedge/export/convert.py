@@ -16,7 +16,7 @@ from pathlib import Path
 from ..bundle import fidelity_path, load_bundle
 from ..data import NUM_SAMPLE_IMAGES, sample_images
 from ..errors import InputError, ParityError
-from ..manifest import Manifest, read_manifest
+from ..manifest import Manifest
 from ..runtimes import SessionOptions
 from .coreml_convert import CoreMLConfig
 from .parity import ParityThresholds, run_parity
@@ -73,10 +73,13 @@ def add_formats(bundle_dir: Path, cfg: ConvertConfig, sam=None, on_step=lambda s
     as it was (old graphs and manifest restored). Returns the new manifest."""
     from .rebuild import model_for_manifest
     bundle_dir = Path(bundle_dir)
-    manifest = read_manifest(bundle_dir)
+    manifest = load_bundle(bundle_dir, warn_random=False).manifest  # checked like any untrusted bundle
     for fmt in cfg.formats:
         if fmt in manifest.converted and not cfg.overwrite:
             raise InputError(f"{bundle_dir} already has {fmt} graphs; pass --overwrite to convert again")
+        if fmt not in manifest.converted and (bundle_dir / fmt).exists():
+            raise InputError(f"{bundle_dir / fmt} exists but the manifest lists no {fmt} graphs: it is not samedge's "
+                             "to replace; move it away and convert again")
     if "coreml" in cfg.formats and cfg.coreml is None and not static_points(manifest):
         raise InputError("CoreML needs static decoders and this bundle has none to copy the point counts from; "
                          "pass --decoder-points (e.g. 1,2,5)")
@@ -133,7 +136,7 @@ def measure_fidelity(bundle_dir: Path, backend: str, device: str, precision: str
                      thresholds: ParityThresholds | None = None, sam=None, on_step=lambda s: None) -> dict:
     """The export parity report for one backend x device x precision (against PyTorch fp32)."""
     from .rebuild import model_for_manifest
-    manifest = read_manifest(Path(bundle_dir))
+    manifest = load_bundle(bundle_dir, warn_random=False).manifest
     sam = sam if sam is not None else model_for_manifest(manifest, checkpoint)
     return run_parity(sam, Path(bundle_dir), sample_images(parity_images), thresholds or ParityThresholds(),
                       on_step=on_step, backend=backend, device=device, options=SessionOptions(precision=precision))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import onnx
 
-from ..artifacts import staged_directory
+from ..artifacts import check_output_dir, staged_directory
 from ..contract import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
 from ..errors import ExportError, InputError, ParityError
 from ..manifest import GraphInfo, Manifest, TensorSpec, WeightsInfo
@@ -59,8 +59,10 @@ def _validate(cfg: ExportConfig) -> None:
         raise InputError(f"unknown format(s) {bad}; allowed: onnx, openvino, coreml")
     if "coreml" in cfg.formats and not cfg.decoder_points:
         raise InputError("CoreML needs static decoders: give --decoder-points (e.g. 1,2,5) with --format coreml")
-    if cfg.out_dir.exists() and not cfg.overwrite:
-        raise InputError(f"{cfg.out_dir} already exists; pass --overwrite to replace it")
+    if cfg.checkpoint is not None:
+        check_output_dir(cfg.out_dir, cfg.overwrite, (Path(cfg.checkpoint),))
+    else:
+        check_output_dir(cfg.out_dir, cfg.overwrite)
 
 
 def _load_model(cfg: ExportConfig):

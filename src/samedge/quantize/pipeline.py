@@ -7,13 +7,14 @@ coreml/, with the recipe in that format's `conversion` record.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..artifacts import artifact_bytes, artifact_sha256, staged_directory
+from ..artifacts import artifact_bytes, artifact_sha256, check_output_dir, staged_directory
 from ..bundle import load_bundle
 from ..errors import InputError, ParityError
 from ..manifest import ConvertedGraphs, GraphInfo, Manifest
@@ -35,6 +36,12 @@ class QuantizeConfig:
     overwrite: bool = False
     checkpoint: Path | None = None  # CoreML methods rebuild the PyTorch model; a checkpoint bundle needs it
 
+    def __post_init__(self) -> None:  # str paths from callers work like Paths
+        for name in ("source", "out_dir", "calibration_folder", "checkpoint"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, Path(value))
+
 
 def variant_precision(manifest: Manifest) -> str:
     """The precision a quantized bundle was made for: its ONNX graphs' or its quantized format's."""
@@ -46,7 +53,7 @@ def variant_precision(manifest: Manifest) -> str:
 
 def _graph_info(src: GraphInfo, path: Path) -> GraphInfo:
     return replace(src, file=path.name, bytes=artifact_bytes(path), sha256=artifact_sha256(path),
-                   external_data=None, external_data_bytes=None, simplify={})
+                   external_data=None, external_data_bytes=None, external_data_sha256=None, simplify={})
 
 
 def _validate(cfg: QuantizeConfig, m: Manifest) -> None:
@@ -55,8 +62,8 @@ def _validate(cfg: QuantizeConfig, m: Manifest) -> None:
         raise InputError(f"{cfg.source} is already {m.precision}; quantize an fp32 bundle")
     if cfg.out_dir.resolve() == Path(cfg.source).resolve():
         raise InputError("quantize writes a new bundle; --out must differ from the source")
-    if cfg.out_dir.exists() and not cfg.overwrite:
-        raise InputError(f"{cfg.out_dir} already exists; pass --overwrite to replace it")
+    check_output_dir(cfg.out_dir, cfg.overwrite, (Path(cfg.source),)
+                     + ((Path(cfg.calibration_folder),) if cfg.calibration_folder else ()))
     if not 1 <= cfg.fidelity_images <= NUM_SAMPLE_IMAGES:
         raise InputError(f"fidelity_images must be 1..{NUM_SAMPLE_IMAGES}, got {cfg.fidelity_images}")
     if m.encoder.external_data:
@@ -101,6 +108,14 @@ def _quantize_onnx(method, source, work: Path, feeds: _Feeds, bar) -> tuple[Mani
         bar.update(1)
     return replace(m, precision=method.precision, encoder=new_graphs[0], decoders=tuple(new_graphs[1:]),
                    converted={}), ops
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link where the file system allows it (no extra disk for GB graphs), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _copy_onnx(source, work: Path) -> None:
@@ -166,7 +181,7 @@ def _openvino_fp32(source, tmp: Path):
         return source
     from ..export import openvino_convert
     for g in (source.manifest.encoder, *source.manifest.decoders):
-        (tmp / g.file).symlink_to(source.file(g).resolve())  # absolute: a relative link would point into tmp
+        link_or_copy(source.file(g), tmp / g.file)  # a bundle may not hold symlinks out of itself
     conv = openvino_convert.convert_bundle_openvino(source.path, tmp, source.manifest)
     replace(source.manifest, converted={"openvino": conv}).write(tmp)
     return load_bundle(tmp, warn_random=False)

@@ -112,6 +112,20 @@ def open_session(path: str | Path, backend: str = "onnxruntime", device: str = "
     return backend_module(backend).open_session(Path(path), device, options or SessionOptions())
 
 
+def check_session_io(session: Session, graph) -> None:
+    """The opened graph's inputs and outputs must be the ones its manifest entry (a GraphInfo) names, in order,
+    with the same static dimensions: a graph swapped for another one is a BundleError, not a crash in a run."""
+    want_in, want_out = tuple(t.name for t in graph.inputs), tuple(t.name for t in graph.outputs)
+    if tuple(session.input_names) != want_in or tuple(session.output_names) != want_out:
+        raise BundleError(f"{graph.file} has I/O {list(session.input_names)} -> {list(session.output_names)}, but the "
+                          f"manifest says {list(want_in)} -> {list(want_out)}: the graph is not the one exported")
+    for spec, shape in zip(graph.inputs, session.input_shapes):
+        fixed = [(a, b) for a, b in zip(spec.shape, shape) if isinstance(a, int) and isinstance(b, int)]
+        if len(shape) != len(spec.shape) or any(a != b for a, b in fixed):
+            raise BundleError(f"{graph.file} input {spec.name} has shape {list(shape)}, the manifest says "
+                              f"{list(spec.shape)}")
+
+
 def list_devices() -> list[DeviceStatus]:
     """Every backend x device pair: usable here (with what runs) or why not. Never raises."""
     return [status for name in BACKENDS for status in backend_module(name).probe()]
