@@ -19,9 +19,9 @@ from .bundle import Bundle, load_bundle
 from .embedding_cache import EmbeddingCache, ImageEmbedding, image_key
 from .errors import BundleError, InputError, SamEdgeError
 from .manifest import GraphInfo
-from .runtimes import Session, SessionOptions, backend_module, check_device, open_session
+from .runtimes import Session, SessionOptions, backend_module, check_device, check_session_io, open_session
 from .runtimes.selection import Choice, choose
-from .validation import check_box, check_image, check_mask_input, check_points
+from .validation import check_box, check_flag, check_image, check_mask_input, check_points
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ class SamPredictor:
         self.pinned_decoder: GraphInfo | None = None
         self.embedding_cache = EmbeddingCache(embedding_cache_size)
         self._lock = threading.Lock()
+        self._open_lock = threading.Lock()  # decoder sessions open lazily, possibly from two threads at once
         self._executor: ThreadPoolExecutor | None = None
+        self._queued: list[Future] = []  # set_image_async requests not started yet
         self._generation = 0  # bumped by every set_image*/reset; a stale async result never overwrites a newer one
         self._applied_generation = 0
         self._current: ImageEmbedding | None = None
@@ -78,7 +80,9 @@ class SamPredictor:
         return cls(path, backend, device, encoder_device=encoder_device, decoder_device=decoder_device, **kwargs)
 
     def _open(self, graph: GraphInfo, device: str) -> Session:
-        return open_session(self.bundle.file(graph), self.backend, device, self.options)
+        session = open_session(self.bundle.file(graph), self.backend, device, self.options)
+        check_session_io(session, graph)  # a graph swapped for another one is caught before it is fed
+        return session
 
     @property
     def static_decoders(self) -> bool:
@@ -93,15 +97,17 @@ class SamPredictor:
     # -- image -----------------------------------------------------------------------------------
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
         """Encode an image (or take its embedding from the cache) and make it the current one."""
-        image = check_image(image, image_format)
+        image = check_image(image, image_format, self.bundle.manifest.image_size)
         generation = self._next_generation()
         self._apply(self._encode(image, image_format), generation)
 
     def set_image_async(self, image: np.ndarray, image_format: str = "RGB") -> Future[ImageEmbedding]:
         """Start encoding on a background thread and return at once; predict() keeps using the previous
         image until this one is ready, then switches to it (unless a newer set_image* came first).
-        The image is validated now and copied, so the caller may reuse its frame buffer."""
-        image = np.array(check_image(image, image_format), copy=True)
+        The image is validated now and copied, so the caller may reuse its frame buffer. A request still
+        queued when a newer one arrives is cancelled (its future says so): the encoder never works on a stale
+        frame."""
+        image = np.array(check_image(image, image_format, self.bundle.manifest.image_size), copy=True)
         generation = self._next_generation()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samedge-encoder")
@@ -110,7 +116,12 @@ class SamPredictor:
             item = self._encode(image, image_format)
             self._apply(item, generation)
             return item
-        return self._executor.submit(work)
+        with self._lock:
+            for queued in self._queued:
+                queued.cancel()  # only succeeds for one not yet started
+            future = self._executor.submit(work)
+            self._queued = [future]
+        return future
 
     def _encode(self, image: np.ndarray, image_format: str) -> ImageEmbedding:
         key = image_key(image, image_format) if self.embedding_cache.capacity else None
@@ -157,21 +168,25 @@ class SamPredictor:
                             geometry: processing.ImageGeometry | None = None) -> None:
         """Reuse an embedding from get_image_embedding() / an earlier frame (with the image's geometry)."""
         if isinstance(embedding, ImageEmbedding):
+            if geometry is not None and geometry != embedding.geometry:
+                raise InputError(f"geometry {geometry} contradicts the ImageEmbedding's own {embedding.geometry}; "
+                                 "pass one or the other")
             item = embedding
         elif geometry is None:
             raise InputError("set_image_embedding(array) needs the image's geometry "
                              "(predictor.geometry when the embedding was taken), or pass an ImageEmbedding")
         else:
             item = ImageEmbedding(embedding, geometry)
-        if not isinstance(item.geometry, processing.ImageGeometry):
-            raise InputError(f"geometry must be a samedge.processing.ImageGeometry, got {type(item.geometry).__name__}")
+        processing.check_geometry(item.geometry, self.bundle.manifest.image_size)
         problem = self._embedding_problem(item.embedding)
         if problem:
             raise InputError(f"embedding {problem}")
-        self._apply(item, self._next_generation())
+        # our own copy: the caller may go on writing into its array
+        self._apply(replace(item, embedding=np.array(item.embedding, copy=True)), self._next_generation())
 
     def get_image_embedding(self) -> np.ndarray:
-        return self._require_image().embedding
+        """(1, 256, 64, 64) float32: a copy, so writing into it cannot change the cached embedding."""
+        return self._require_image().embedding.copy()
 
     @property
     def current(self) -> ImageEmbedding | None:
@@ -247,6 +262,8 @@ class SamPredictor:
 
         C is 3 with multimask_output, else 1, exactly as in the official predictor.
         """
+        check_flag(multimask_output, "multimask_output")
+        check_flag(return_logits, "return_logits")
         current = self._require_image()  # read once: an async switch mid-call cannot mix two images
         m = self.bundle.manifest
         coords, labels = self._prompt_rows(point_coords, point_labels, box, current.geometry)
@@ -294,7 +311,10 @@ class SamPredictor:
     def _decoder_session(self, graph: GraphInfo) -> Session:
         session = self._decoders.get(graph.file)
         if session is None:
-            session = self._decoders[graph.file] = self._open(graph, self.decoder_device)
+            with self._open_lock:  # two threads asking at once must not open (and compile) it twice
+                session = self._decoders.get(graph.file)
+                if session is None:
+                    session = self._decoders[graph.file] = self._open(graph, self.decoder_device)
         return session
 
     def decoder_session(self, num_clicks: int) -> Session:

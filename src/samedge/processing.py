@@ -29,6 +29,28 @@ class ImageGeometry:
     model_size: int = IMAGE_SIZE
 
 
+def check_geometry(geom: object, model_size: int) -> ImageGeometry:
+    """An ImageGeometry from outside (set_image_embedding) must be one this model could have made: positive
+    integer sizes, input_hw = the resize of original_hw, model_size = the bundle's."""
+    from .errors import InputError
+    if not isinstance(geom, ImageGeometry):
+        raise InputError(f"geometry must be a samedge.processing.ImageGeometry, got {type(geom).__name__}")
+    try:
+        sizes = (*geom.original_hw, *geom.input_hw, geom.model_size) \
+            if len(geom.original_hw) == len(geom.input_hw) == 2 else ()
+    except TypeError:  # sizes that are not sequences
+        sizes = ()
+    if not sizes or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in sizes):
+        raise InputError(f"geometry sizes must be positive integers (h, w), got {geom}")
+    if geom.model_size != model_size:
+        raise InputError(f"geometry is for a {geom.model_size}-px model, this bundle's is {model_size}")
+    expected = preprocess_shape(*geom.original_hw, model_size)
+    if tuple(geom.input_hw) != expected:
+        raise InputError(f"geometry input_hw {tuple(geom.input_hw)} is not the resize of original_hw "
+                         f"{tuple(geom.original_hw)} to {model_size} px ({expected}); use geometry_for(h, w)")
+    return geom
+
+
 def preprocess_shape(h: int, w: int, long_side: int = IMAGE_SIZE) -> tuple[int, int]:
     scale = long_side * 1.0 / max(h, w)
     return int(h * scale + 0.5), int(w * scale + 0.5)

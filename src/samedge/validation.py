@@ -6,6 +6,10 @@ import numpy as np
 from .errors import InputError
 
 ALLOWED_LABELS = (-1, 0, 1)  # -1 ignore, 0 background, 1 foreground; 2/3 (box corners) are internal
+# 16384 px a side / 2^28 pixels (a 16k x 16k image is 768 MB as uint8): larger is a mistake, not a photo, and
+# would be copied and resized until memory runs out
+MAX_IMAGE_SIDE = 16384
+MAX_IMAGE_PIXELS = 1 << 28
 
 
 def _describe(a: object) -> str:
@@ -14,7 +18,24 @@ def _describe(a: object) -> str:
     return type(a).__name__
 
 
-def check_image(image: object, image_format: str) -> np.ndarray:
+def check_flag(value: object, name: str) -> bool:
+    """A real bool (numpy's bool_ too): "False" or None would silently mean the opposite or the default."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def _as_array(value: object, what: str) -> np.ndarray:
+    try:
+        a = np.asarray(value)
+    except ValueError as exc:  # ragged nested lists
+        raise InputError(f"{what} must be a rectangular numeric array, got ragged input: {exc}") from None
+    if a.dtype == object or np.issubdtype(a.dtype, np.complexfloating) or a.dtype == np.bool_:
+        raise InputError(f"{what} must hold real numbers, got {_describe(a)}")
+    return a
+
+
+def check_image(image: object, image_format: str, model_size: int = 1024) -> np.ndarray:
     if image_format not in ("RGB", "BGR"):
         raise InputError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
     if not isinstance(image, np.ndarray):
@@ -27,14 +48,22 @@ def check_image(image: object, image_format: str) -> np.ndarray:
                          + ("; drop the alpha channel (image[..., :3])" if image.ndim == 3 and image.shape[2] == 4 else ""))
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise InputError(f"image must be at least 1x1 pixels, got {image.shape}")
+    h, w = image.shape[:2]
+    if max(h, w) > MAX_IMAGE_SIDE or h * w > MAX_IMAGE_PIXELS:
+        raise InputError(f"image is {w}x{h}; samedge takes at most {MAX_IMAGE_SIDE} px a side and "
+                         f"{MAX_IMAGE_PIXELS} pixels (downscale it first: the model sees {model_size} px anyway)")
+    short = min(h, w) * model_size / max(h, w)
+    if int(short + 0.5) < 1:
+        raise InputError(f"image is {w}x{h}: resized to {model_size} px on its long side, its short side would "
+                         f"be 0 px; the aspect ratio may be at most {2 * model_size - 1}:1")
     return image
 
 
 def check_points(coords: object, labels: object, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     if (coords is None) != (labels is None):
         raise InputError("point_coords and point_labels must be given together")
-    c = np.asarray(coords)
-    lab = np.asarray(labels)
+    c = _as_array(coords, "point_coords")
+    lab = _as_array(labels, "point_labels")
     if c.ndim != 2 or c.shape[1] != 2 or c.shape[0] == 0 or not np.issubdtype(c.dtype, np.number):
         raise InputError(f"point_coords must be a numeric (N, 2) array of x, y with N >= 1, got {_describe(c)}")
     if lab.shape != (c.shape[0],) or not np.issubdtype(lab.dtype, np.number):
@@ -52,7 +81,7 @@ def check_points(coords: object, labels: object, hw: tuple[int, int]) -> tuple[n
 
 
 def check_box(box: object, hw: tuple[int, int]) -> np.ndarray:
-    b = np.asarray(box)
+    b = _as_array(box, "box")
     if b.shape not in ((4,), (1, 4)) or not np.issubdtype(b.dtype, np.number):
         raise InputError(f"box must be a numeric array x0, y0, x1, y1 of shape (4,) or (1, 4), got {_describe(b)}")
     b = b.reshape(4).astype(np.float64)
@@ -65,7 +94,7 @@ def check_box(box: object, hw: tuple[int, int]) -> np.ndarray:
 
 
 def check_mask_input(mask: object, size: int) -> np.ndarray:
-    m = np.asarray(mask)
+    m = _as_array(mask, "mask_input")
     if m.shape != (1, size, size) or not np.issubdtype(m.dtype, np.floating):
         raise InputError(f"mask_input must be float low-res logits of shape (1, {size}, {size}) "
                          f"(a low_res_logits row from a previous predict), got {_describe(m)}")
