@@ -106,7 +106,10 @@ class OnlineIVT:
 
     def feed(self, t: float, x: float, y: float) -> tuple[str, Fixation] | None:
         self._buf.append((t, x, y))
-        while self._buf and t - self._buf[0][0] > self.window:
+        # keep the newest sample that is at least `window` old: at 1 kHz the speed spans the window, below
+        # 1 / window Hz (30-90 Hz trackers, the mouse, most LSL streams) it spans one sample interval. Dropping
+        # every sample older than the window left only the current one there: speed 0, one endless fixation.
+        while len(self._buf) > 1 and t - self._buf[1][0] >= self.window:
             self._buf.pop(0)
         t0, x0, y0 = self._buf[0]
         speed = np.hypot(x - x0, y - y0) / self.ppd / (t - t0) if t > t0 else 0.0

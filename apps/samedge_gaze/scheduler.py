@@ -136,7 +136,7 @@ class GazeSegmenter:
         if current is None or self._valid_from == 0:
             return current
         for future, frame in self._encoded:
-            if future.done() and future.exception() is None and future.result() is current:
+            if future.done() and not future.cancelled() and future.exception() is None and future.result() is current:
                 return current if frame >= self._valid_from else None
         return None
 

@@ -67,11 +67,16 @@ def official_checkpoint(model_type: str) -> OfficialCheckpoint:
     return OFFICIAL_CHECKPOINTS[spec.name]
 
 
+def checkpoint_cache_dir() -> Path:
+    """Where --download keeps checkpoints, and where convert / fidelity / bench look for them again."""
+    return cache_dir() / "checkpoints"
+
+
 def download_checkpoint(model_type: str, dest_dir: Path | None = None, progress: bool = True,
                         opener: Callable[[str], object] = urllib.request.urlopen) -> Path:
     """Fetch the official checkpoint (once), verify its sha256, and return its cached path."""
     ckpt = official_checkpoint(model_type)
-    dest_dir = Path(dest_dir) if dest_dir else cache_dir() / "checkpoints"
+    dest_dir = Path(dest_dir) if dest_dir else checkpoint_cache_dir()
     dest = dest_dir / ckpt.file
     if dest.is_file():
         if sha256_of(dest) == ckpt.sha256:

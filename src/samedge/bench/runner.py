@@ -49,6 +49,9 @@ class BenchConfig:
     image: Path | None = None  # default: the built-in ARC2017 photo (480x640, a VGA camera frame)
     baselines: bool = True  # official-style fp32 ONNX Runtime export and PyTorch eager, same run
     prompts: tuple[str, ...] = tuple(PROMPTS)
+    # the checkpoint a checkpoint bundle was exported from: the baselines rebuild the PyTorch model from it
+    # (a --download bundle finds it in the download cache by itself)
+    checkpoint: Path | None = None
 
     def __post_init__(self) -> None:
         bad = [p for p in self.prompts if p not in PROMPTS]
@@ -211,7 +214,7 @@ def bench_official_onnx(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, 
     m = bundle.manifest
     geom = processing.geometry_for(*image.shape[:2], m.image_size)
     with tempfile.TemporaryDirectory() as tmp:
-        dec_path = export_official_decoder(model_for_manifest(m), Path(tmp) / "official_decoder.onnx",
+        dec_path = export_official_decoder(model_for_manifest(m, cfg.checkpoint), Path(tmp) / "official_decoder.onnx",
                                            geom.original_hw, geom.input_hw)
         opts = ort.SessionOptions()
         if threads:
@@ -296,7 +299,7 @@ def bench_pytorch(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, thread
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     with PeakMemory() as mem, torch.inference_mode():
         t0 = time.perf_counter()
-        ref = TorchReferencePredictor(model_for_manifest(m).to(device), m.image_size)
+        ref = TorchReferencePredictor(model_for_manifest(m, cfg.checkpoint).to(device), m.image_size)
         load_ms = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         ref.set_image(image)

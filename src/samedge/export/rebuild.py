@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError, InputError
 from ..manifest import Manifest
-from ..weights import cache_dir, official_checkpoint, sha256_of
+from ..weights import checkpoint_cache_dir, official_checkpoint, sha256_of
 
 
 def model_for_manifest(manifest: Manifest, checkpoint: Path | None = None):
@@ -18,7 +18,7 @@ def model_for_manifest(manifest: Manifest, checkpoint: Path | None = None):
             raise InputError("this bundle was exported from random weights; do not pass a checkpoint")
         return randomize_weights(build_sam(manifest.model_type), w.seed).eval()
     if checkpoint is None and w.source == "download":
-        candidate = cache_dir() / official_checkpoint(manifest.model_type).file
+        candidate = checkpoint_cache_dir() / official_checkpoint(manifest.model_type).file
         checkpoint = candidate if candidate.is_file() else None
     if checkpoint is None:
         raise InputError(f"this bundle was exported from checkpoint {w.checkpoint_file} (sha256 "
