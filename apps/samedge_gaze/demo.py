@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from samedge.bench.machine import usable_cores
+from samedge.compare import best_mask
 from samedge.errors import BackendUnavailableError, InputError
 from samedge.metrics import mask_iou
 
@@ -167,18 +168,14 @@ def _reference_fidelity(cfg: DemoConfig, score: GroundTruthScore) -> dict | None
     ref_path = cfg.reference_bundle or cfg.bundle
     shown_ious, fresh_ious, vs_truth = [], [], []
 
-    def best_mask(predictor, frame: int, point) -> np.ndarray:
-        predictor.set_image(score.seq.frame(frame))
-        masks, scores, _ = predictor.predict(point_coords=np.array([point]), point_labels=np.array([1]))
-        return masks[int(np.argmax(scores))]
-
     with SamPredictor.from_bundle(ref_path, "onnxruntime", embedding_cache_size=0) as ref, \
             SamPredictor.from_bundle(cfg.bundle, cfg.backend, precision=cfg.precision,
                                      embedding_cache_size=0) as same:
         for frame, point, shown in score.samples:
-            reference = best_mask(ref, frame, point)
+            rgb = score.seq.frame(frame)
+            reference = best_mask(ref, rgb, point)
             shown_ious.append(mask_iou(shown, reference))
-            fresh_ious.append(mask_iou(best_mask(same, frame, point), reference))
+            fresh_ious.append(mask_iou(best_mask(same, rgb, point), reference))
             g = score.seq.target_at(frame / score.seq.fps)
             vs_truth.append(mask_iou(reference, score.seq.instance_mask(frame, g.instance)))
     return {"bundle": str(ref_path), "backend": "onnxruntime fp32", "frames": len(shown_ious),

@@ -13,8 +13,9 @@ from typing import Callable
 import numpy as np
 
 from ..bundle import load_bundle
-from ..data import SampleImage, bounding_box, largest_instance, point_inside, point_outside
-from ..metrics import cosine, mask_iou
+from ..compare import compare_prompt, prompt_set, static_prompts
+from ..data import SampleImage
+from ..metrics import cosine
 from ..predictor import SamPredictor
 from ..runtimes import SessionOptions
 from .reference import TorchReferencePredictor
@@ -35,60 +36,6 @@ class ParityThresholds:
     min_mask_iou: float = 0.99
     min_embedding_cosine: float = 0.9999
     max_score_error: float = 0.01
-
-
-@dataclass(frozen=True)
-class Prompt:
-    name: str
-    kwargs: dict
-    feed_previous_logits: bool = False  # second pass: mask_input = previous pass's best low-res logits
-
-
-def prompt_set(sample: SampleImage) -> list[Prompt]:
-    mask = largest_instance(sample)
-    fg, bg, box = point_inside(mask), point_outside(mask), bounding_box(mask)
-    one = {"point_coords": fg[None], "point_labels": np.array([1])}
-    return [
-        Prompt("point_multimask", {**one, "multimask_output": True}),
-        Prompt("fg_bg_points", {"point_coords": np.stack([fg, bg]), "point_labels": np.array([1, 0]),
-                                "multimask_output": False}),
-        Prompt("box", {"box": box, "multimask_output": False}),
-        Prompt("box_point", {**one, "box": box, "multimask_output": False}),
-        Prompt("point_with_mask_input", {**one, "multimask_output": False}, feed_previous_logits=True),
-    ]
-
-
-def static_prompts(sample: SampleImage, k: int) -> list[Prompt]:
-    """Prompts that need exactly k clicks (a box counts as one): k points, and a box + k-1 points."""
-    mask = largest_instance(sample)
-    ys, xs = np.nonzero(mask)
-    rng = np.random.default_rng(k)
-    idx = rng.choice(len(xs), size=k, replace=len(xs) < k)
-    pts = np.stack([xs[idx], ys[idx]], 1).astype(np.float64)
-    prompts = [Prompt(f"static{k}_points", {"point_coords": pts, "point_labels": np.ones(k, int),
-                                            "multimask_output": k == 1})]
-    box = {"box": bounding_box(mask), "multimask_output": False}
-    if k > 1:
-        box.update(point_coords=pts[: k - 1], point_labels=np.ones(k - 1, int))
-    prompts.append(Prompt(f"static{k}_box", box))
-    return prompts
-
-
-def _compare(reference: TorchReferencePredictor, predictor: SamPredictor, prompt: Prompt,
-             previous: dict[str, np.ndarray]) -> dict:
-    kwargs = dict(prompt.kwargs)
-    ref_kwargs, our_kwargs = dict(kwargs), dict(kwargs)
-    if prompt.feed_previous_logits:
-        ref_kwargs["mask_input"], our_kwargs["mask_input"] = previous["ref"], previous["ours"]
-    ref_full, ref_iou, ref_low = reference.predict(**ref_kwargs)
-    ours_full, ours_iou, ours_low = predictor.predict(return_logits=True, **our_kwargs)
-    best = int(np.argmax(ref_iou))
-    previous["ref"], previous["ours"] = ref_low[best:best + 1], ours_low[best:best + 1]
-    ious = [mask_iou(r > 0, o > 0) for r, o in zip(ref_full, ours_full)]
-    return {"prompt": prompt.name, "mask_iou": min(ious),
-            "score_abs_error": float(np.max(np.abs(ref_iou - ours_iou))),
-            "low_res_max_abs_error": float(np.max(np.abs(ref_low - ours_low))),
-            "reference_mask_fraction": float(np.mean(ref_full > 0))}
 
 
 def run_parity(sam, bundle_dir: Path, samples: list[SampleImage], thresholds: ParityThresholds,
@@ -116,7 +63,7 @@ def run_parity(sam, bundle_dir: Path, samples: list[SampleImage], thresholds: Pa
             plist = prompt_set(sample) if graph.num_points is None else static_prompts(sample, graph.num_points)
             previous: dict[str, np.ndarray] = {}
             for prompt in plist:
-                row = _compare(reference, predictor, prompt, previous)
+                row = compare_prompt(reference, predictor, prompt, previous)
                 prompts.append({"image": sample.name, "decoder": graph.file, **row})
     summary = {
         "min_mask_iou": min(p["mask_iou"] for p in prompts),

@@ -5,13 +5,14 @@ it measures what quantization changed and needs no torch.
 """
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import asdict, dataclass
 from itertools import combinations
 
 import numpy as np
 
+from ..bench.stats import TimingPlan, summarize, time_calls
+from ..compare import compare_prompt, prompt_set, static_prompts
+from ..cpu import cpu_capabilities
 from ..data import SampleImage
 from ..predictor import SamPredictor
 
@@ -51,18 +52,11 @@ def relative_spread(embeddings: list[np.ndarray]) -> float:
     return float(np.mean([np.linalg.norm(embeddings[i] - embeddings[j]) for i, j in pairs]) / norm)
 
 
-def _time(fn, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
-
-
 def _stats(ms: list[float]) -> dict:
-    q = statistics.quantiles(ms, n=4) if len(ms) >= 2 else [ms[0]] * 3
-    return {"median_ms": statistics.median(ms), "p25_ms": q[0], "p75_ms": q[2], "runs": len(ms)}
+    """The bench's statistics (one timing path), under the names quantize reports have always used."""
+    s = summarize(ms)
+    lo, hi = np.percentile(ms, [25, 75])
+    return {"median_ms": s.p50, "p25_ms": float(lo), "p75_ms": float(hi), "p90_ms": s.p90, "runs": s.n}
 
 
 class PredictorSide:
@@ -117,7 +111,7 @@ class TorchSide:
 
 
 class _Pinned:
-    """One side with one decoder graph, in the interface of export.parity._compare."""
+    """One side with one decoder graph, in the interface compare_prompt takes."""
 
     def __init__(self, side, graph) -> None:
         self.side, self.graph = side, graph
@@ -130,7 +124,6 @@ def measure(reference, variant, samples: list[SampleImage], thresholds: QuantThr
             latency_repeats: int = 3, baselines: dict[str, SamPredictor] | None = None) -> dict:
     """Compare two sides (PredictorSide / TorchSide) on every sample and every decoder of the variant.
     `baselines`: more fp32 predictors (e.g. the same backend's) timed side by side with both."""
-    from ..export.parity import _compare, prompt_set, static_prompts
     from ..metrics import cosine
     images, prompts, ref_embs, var_embs = [], [], [], []
     for sample in samples:
@@ -145,7 +138,7 @@ def measure(reference, variant, samples: list[SampleImage], thresholds: QuantThr
             plist = prompt_set(sample) if k is None else static_prompts(sample, k)
             previous: dict = {}
             for prompt in plist:
-                row = _compare(_Pinned(reference, ref_graph), _Pinned(variant, var_graph), prompt, previous)
+                row = compare_prompt(_Pinned(reference, ref_graph), _Pinned(variant, var_graph), prompt, previous)
                 prompts.append({"image": sample.name, "decoder": var_graph.file, **row})
     ious = [p["mask_iou"] for p in prompts]
     summary = {"mean_mask_iou": float(np.mean(ious)), "min_mask_iou": float(np.min(ious)),
@@ -169,6 +162,7 @@ def measure(reference, variant, samples: list[SampleImage], thresholds: QuantThr
         latency = {"not_measured": "this variant's backend cannot run on this machine (CoreML needs macOS); "
                                    "fidelity was measured in PyTorch with the same compressed weights"}
     return {"reference": reference.label, "variant": variant.label, "passed": not failures, "failures": failures,
+            "measured_on": cpu_capabilities().to_dict(),
             "thresholds": asdict(thresholds), "summary": summary, "latency": latency,
             "images": images, "prompts": prompts,
             "caveat": "fidelity on random weights is not fidelity on trained weights; the same command on a "
@@ -185,11 +179,12 @@ def _side_by_side_latency(predictors: dict[str, SamPredictor], sample: SampleIma
     for p in predictors.values():  # warm-up
         p.set_image(sample.rgb)
         p.predict(**point)
+    once, thrice = TimingPlan(0, 1, 1, 0.0), TimingPlan(0, 3, 3, 0.0)
     for _ in range(repeats):
         for key, p in predictors.items():
             p.embedding_cache.clear()
-            enc[key] += _time(lambda: p.set_image(sample.rgb), 1)
-            dec[key] += _time(lambda: p.predict(**point), 3)
+            enc[key] += time_calls(lambda: p.set_image(sample.rgb), once)
+            dec[key] += time_calls(lambda: p.predict(**point), thrice)
     out = {"encoder": {k: _stats(v) for k, v in enc.items()},
            "decoder_1_point": {k: _stats(v) for k, v in dec.items()}}
     for stage in out.values():
