@@ -54,8 +54,12 @@ def test_openvino_matches_onnxruntime(multi_bundle, samples):
 def test_default_precision_is_measured_and_named(multi_bundle):
     from samedge.runtimes.openvino import default_cpu_precision
     report = measure_fidelity(multi_bundle, "openvino", "cpu", "default", parity_images=1)
-    assert report["precision"] == default_cpu_precision()  # bf16 on this AMX CPU, f32 on older ones
-    assert 0 < report["summary"]["mean_mask_iou"] <= 1 and report["prompts"]
+    assert report["precision"] == default_cpu_precision()  # bf16 on AMX / AVX512-bf16 CPUs, f32 elsewhere
+    assert len(report["prompts"]) == 5 + 2 * 2  # dynamic decoder: 5 prompts; static p1 and p2: 2 each
+    if report["precision"] == "f32":  # then "default" is exactly samedge's f32 and must pass export parity
+        assert report["passed"] and report["summary"]["min_mask_iou"] >= 0.99
+    else:  # bf16 moves logits near the threshold, but a broken conversion lands far below this
+        assert report["summary"]["mean_mask_iou"] > 0.8
 
 
 def test_coreml_packages_have_the_contract_structure(multi_bundle):

@@ -10,10 +10,25 @@ from samedge import processing
 from samedge.export.reference import TorchReferencePredictor, reference_preprocess_shape
 
 
-@pytest.mark.parametrize("hw", [(375, 500), (500, 375), (480, 640), (1125, 1500), (1024, 1024), (7, 13),
-                                (2000, 300), (1023, 1025)])
-def test_preprocess_shape(hw):
-    assert processing.preprocess_shape(*hw) == reference_preprocess_shape(*hw, 1024)
+@pytest.mark.parametrize("hw, expected", [((375, 500), (768, 1024)), ((500, 375), (1024, 768)),
+                                          ((480, 640), (768, 1024)), ((1125, 1500), (768, 1024)),
+                                          ((1024, 1024), (1024, 1024)), ((7, 13), (551, 1024)),
+                                          ((2000, 300), (1024, 154)), ((1023, 1025), (1022, 1024))])
+def test_preprocess_shape(hw, expected):
+    """Worked by hand (long side to 1024, the other side * 1024 / long, rounded half up) and, where it is
+    installed, by segment-anything's own ResizeLongestSide."""
+    assert processing.preprocess_shape(*hw) == expected
+    official = _official_transform()
+    if official is not None:
+        assert official.get_preprocess_shape(*hw, 1024) == expected
+
+
+def _official_transform():
+    try:
+        from segment_anything.utils.transforms import ResizeLongestSide
+    except ImportError:
+        return None
+    return ResizeLongestSide(1024)
 
 
 def _reference(tiny_model, image):
@@ -42,17 +57,27 @@ def test_preprocess_matches_reference(tiny_model, samples):
         assert max(h, w) == 1024 and np.all(ours[..., h:, :] == 0) and np.all(ours[..., :, w:] == 0)
 
 
-def test_coords_and_boxes_match_reference(tiny_model, samples):
+def test_coords_and_boxes_match_the_official_transform(samples):
+    official = _official_transform()
+    if official is None:
+        pytest.skip("segment-anything is not installed (bash scripts/setup.sh installs it)")
     rng = np.random.default_rng(0)
     for name, image in _variants(samples):
         h, w = image.shape[:2]
         geom = processing.geometry_for(h, w)
         pts = rng.uniform(0, [w, h], size=(6, 2))
-        ref = _reference(tiny_model, image)
-        np.testing.assert_allclose(processing.transform_coords(pts, geom), ref.apply_coords(pts), rtol=1e-6, err_msg=name)
-        box = np.array([w * 0.1, h * 0.2, w * 0.7, h * 0.9])
-        np.testing.assert_allclose(processing.transform_boxes(box, geom),
-                                   ref.apply_coords(box.reshape(2, 2)).reshape(4), rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(processing.transform_coords(pts, geom), official.apply_coords(pts, (h, w)),
+                                   rtol=1e-6, err_msg=name)
+        box = np.array([[w * 0.1, h * 0.2, w * 0.7, h * 0.9]])
+        np.testing.assert_allclose(processing.transform_boxes(box, geom), official.apply_boxes(box, (h, w)),
+                                   rtol=1e-6, err_msg=name)
+
+
+def test_coords_worked_example():
+    """375x500 -> 768x1024: x scales by 1024/500, y by 768/375 (both 2.048)."""
+    geom = processing.geometry_for(375, 500)
+    np.testing.assert_allclose(processing.transform_coords(np.array([[250.0, 100.0], [0.0, 375.0]]), geom),
+                               [[512.0, 204.8], [0.0, 768.0]], rtol=1e-6)
 
 
 def test_postprocess_is_exactly_the_reference_in_float64(tiny_model, samples):

@@ -243,7 +243,9 @@ def test_quantize_report_writes_table_plot_and_json(tiny_bundle, tmp_path, capsy
                  "ort-dynamic-int8,coreml-palettize:bits=8,coreml-w8a8", "--fidelity-images", "1", "--no-progress"]) == 0
     result = json.loads((out / "quantize-report.json").read_text())
     rows = {r["variant"]: r for r in result["variants"]}
-    assert rows["ort-dynamic-int8"]["latency"]["encoder"]["speedup"] > 0
+    enc = rows["ort-dynamic-int8"]["latency"]["encoder"]
+    assert enc["fp32"]["runs"] == enc["variant"]["runs"] == 3  # interleaved, three rounds
+    assert enc["speedup"] == pytest.approx(enc["fp32"]["median_ms"] / enc["variant"]["median_ms"])
     assert rows["coreml-palettize:bits=8"]["precision"] == "palettized-8bit"
     assert rows["coreml-w8a8"]["status"].startswith("unavailable here")
     table = (out / "quantize-report.md").read_text()
@@ -257,7 +259,9 @@ def test_openvino_variant_from_a_relative_bundle_path(tiny_bundle, tmp_path, mon
     """The same-backend fp32 baseline links the source's ONNX files; a relative source path must still work."""
     monkeypatch.chdir(tiny_bundle.parent)
     m = _quantize(Path(tiny_bundle.name), tmp_path / "q", "ov-fp16", graphs=("encoder",))
-    assert m.parity["fidelity_vs_fp32"]["latency"]["encoder"]["fp32_openvino"]["median_ms"] > 0
+    enc = m.parity["fidelity_vs_fp32"]["latency"]["encoder"]
+    assert enc["fp32_openvino"]["runs"] == 3
+    assert enc["speedup_vs_fp32_openvino"] == pytest.approx(enc["fp32_openvino"]["median_ms"] / enc["variant"]["median_ms"])
 
 
 def test_report_variant_options_are_typed():
