@@ -8,5 +8,11 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[export,openvino,coreml,quantize,report,apps,dev]"
+# constraints.txt pins every package to the version the suite was run with (a fresh machine gets those, not
+# whatever was released since); pyproject.toml keeps ranges for library users.
+PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt)
+"${PIP[@]}" "torch==2.13.0"
+"${PIP[@]}" -e ".[export,openvino,coreml,quantize,report,apps,dev]"
+# The upstream check (tests/test_upstream.py): Meta's segment-anything 1.0 itself, without its torchvision
+# dependency (no CPU build of it loads beside this torch; the tests bring a minimal shim).
+"${PIP[@]}" --no-deps "segment-anything==1.0"
