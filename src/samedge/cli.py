@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     qz.add_argument("--quantize-attention-matmuls", action="store_true",
                     help="ort-static-int8: also q@k and attn@v (off: memory-hungry to calibrate, least gain)")
     qz.add_argument("--preset", choices=["mixed", "performance"], default=None, help="ov-int8: NNCF preset")
+    qz.add_argument("--int8-scheme", choices=["auto", "reduce-range", "full-range"], default=None,
+                    help="int8 methods: 7-bit weights (reduce-range: safe on every CPU) or 8-bit (full-range: only "
+                         "for CPUs with VNNI/AMX or ARM); auto (default) picks by this CPU")
     qz.add_argument("--group-size", type=int, default=None, help="ov-weight-int4: weights per scale (default 32)")
     qz.add_argument("--ratio", type=float, default=None, help="ov-weight-int4: share of layers in int4 (rest int8)")
     qz.add_argument("--bits", type=int, default=None, help="coreml-palettize: 4, 6 or 8")
@@ -164,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--quick", action="store_true", help="1 warm-up, 3 runs per stage (smoke test, not a report)")
     be.add_argument("--min-runs", type=int, default=None)
     be.add_argument("--no-baselines", action="store_true", help="skip the official-ONNX and PyTorch baselines")
+    be.add_argument("--checkpoint", type=Path, default=None,
+                    help="the checkpoint a checkpoint bundle was exported from (the baselines are built from it)")
     be.add_argument("--compare", type=Path, default=None, metavar="REFERENCE.json",
                     help="gate: exit 4 if a stage got slower than --max-slowdown relative to the same-run baseline")
     be.add_argument("--max-slowdown", type=float, default=1.15)
@@ -211,9 +216,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What the tools print on import and while they work, none of it about the user's run: coremltools' untested
+# torch / scikit-learn versions and missing macOS proxies, NNCF's progress, ORT quantizer advice. -v shows it.
+_TOOL_LOGGERS = ("coremltools", "nncf", "openvino")
+_ROOT_NOISE = ("Please consider to run pre-processing", "Please consider pre-processing")
+
+
+def _not_tool_noise(record: logging.LogRecord) -> bool:
+    return not (record.name == "root" and record.getMessage().startswith(_ROOT_NOISE))
+
+
+def quiet_tools() -> None:
+    for name in _TOOL_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    logging.getLogger().addFilter(_not_tool_noise)  # the ORT quantizer logs through the root logger
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    if not args.verbose:
+        quiet_tools()
     from .bundle import RandomWeightsWarning
     warnings.simplefilter("ignore", RandomWeightsWarning)  # the logger already says it, once
     try:
@@ -318,6 +341,7 @@ def _quantize(args) -> int:
     fields = getattr(METHODS.get(args.method), "__dataclass_fields__", {})
     for name, value in (("calibrator", args.calibrator), ("calibration_images", args.calibration_images),
                         ("per_channel", False if args.per_tensor else None), ("preset", args.preset),
+                        ("int8_scheme", args.int8_scheme),
                         ("quantize_attention_matmuls", True if args.quantize_attention_matmuls else None),
                         ("group_size", args.group_size), ("ratio", args.ratio), ("bits", args.bits),
                         ("decoder_points", args.decoder_points or None)):
@@ -403,7 +427,8 @@ def _bench(args) -> int:
     if args.min_runs:
         plan = TimingPlan(plan.warmup, args.min_runs, max(plan.max_runs, args.min_runs), plan.min_seconds)
     reference = _read_json(args.compare, "--compare reference") if args.compare else None  # fail before measuring
-    result = run_bench(_bench_targets(args), BenchConfig(plan, args.image, baselines=not args.no_baselines),
+    result = run_bench(_bench_targets(args), BenchConfig(plan, args.image, baselines=not args.no_baselines,
+                                                   checkpoint=args.checkpoint),
                        on_step=lambda s: print(f"bench: {s}", file=sys.stderr))
     table = markdown(result)
     if args.out:
@@ -481,6 +506,10 @@ def _run(args) -> int:
     from PIL import Image
 
     from .predictor import SamPredictor
+    Image.init()
+    if args.out.suffix.lower() not in Image.registered_extensions():  # before the encode, not after it
+        raise InputError(f"--out {args.out}: {args.out.suffix or 'no extension'} is not an image format Pillow "
+                         "writes; use .png (or .jpg, .webp)")
     image = load_image(args.image)
     predictor = SamPredictor(args.bundle, args.backend, args.device, threads=args.threads, precision=args.precision)
     points = args.point + args.bg_point

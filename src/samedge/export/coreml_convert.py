@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +56,33 @@ def _ct():
     return coremltools
 
 
+@contextmanager
+def _quiet_progress():
+    """coremltools draws a progress bar per frontend and per pass pipeline (a dozen per export); samedge's own
+    bar says where the export is. They come back with debug logging (samedge -v)."""
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    from tqdm import tqdm
+    try:
+        from coremltools.converters.mil.frontend.torch import ops
+        from coremltools.converters.mil.mil.passes import pass_pipeline
+    except ImportError:  # another coremltools layout: bars stay, nothing breaks
+        yield
+        return
+    silent = partial(tqdm, disable=True)
+    saved = getattr(ops, "_tqdm", None), getattr(pass_pipeline, "tqdm", None)
+    ops._tqdm, pass_pipeline.tqdm = silent, silent
+    try:
+        yield
+    finally:
+        ops._tqdm, pass_pipeline.tqdm = saved
+
+
 def _convert(ct, module, args: tuple, in_names, out_names, cfg: CoreMLConfig, path: Path) -> None:
     import torch
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _quiet_progress():
             warnings.simplefilter("ignore")
             program = torch.export.export(module.eval(), args).run_decompositions({})
             if cfg.compute_precision == "fp16":
