@@ -249,7 +249,10 @@ def test_quantize_report_writes_table_plot_and_json(tiny_bundle, tmp_path, capsy
     assert rows["coreml-palettize:bits=8"]["precision"] == "palettized-8bit"
     assert rows["coreml-w8a8"]["status"].startswith("unavailable here")
     table = (out / "quantize-report.md").read_text()
-    assert "| ort-dynamic-int8 | onnxruntime | int8-dynamic |" in table and "random weights" in table
+    scheme = method_config("ort-dynamic-int8").resolved_int8_scheme()  # reduce-range on a CPU without VNNI
+    assert f"| ort-dynamic-int8 | onnxruntime | int8-dynamic ({scheme}) |" in table and "random weights" in table
+    from samedge.cpu import cpu_capabilities
+    assert result["machine"]["isa"] == cpu_capabilities().label  # every figure names the ISA it came from
     assert (out / "quantize-report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not (out / "variants").exists()
     assert "| coreml-w8a8 |" in capsys.readouterr().out

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..bundle import load_bundle
+from ..cpu import cpu_capabilities, cpuinfo
 from ..errors import BackendUnavailableError, InputError
 from .fidelity import QuantThresholds
 from .methods import method_config
@@ -67,7 +68,9 @@ def _row(spec: str, method, manifest, seconds: float) -> dict:
     report = manifest.parity["fidelity_vs_fp32"]
     fmt = method.format
     return {"variant": spec, "method": method.name, "backend": {"onnx": "onnxruntime"}.get(fmt, fmt),
-            "precision": variant_precision(manifest), "graphs": list(method.graphs), "status":
+            "precision": variant_precision(manifest) + (f" ({method.resolved_int8_scheme()})"
+                                                        if hasattr(method, "resolved_int8_scheme") else ""),
+            "graphs": list(method.graphs), "status":
             "ok" if report["passed"] else "below limits: " + "; ".join(report["failures"]),
             "fidelity": report["summary"], "latency": report["latency"], "fidelity_measured_by": report["variant"],
             "encoder_bytes": _bytes(manifest, fmt, "encoder"), "seconds": round(seconds, 1)}
@@ -113,7 +116,10 @@ def run_report(cfg: ReportConfig, progress: bool = True) -> dict:
     fp32 = {"onnx_encoder_bytes": _bytes(m, "onnx", "encoder")}
     result = {"report_version": REPORT_VERSION, "model_type": m.model_type, "weights": m.weights.source,
               "bundle": str(cfg.bundle), "graphs_quantized": list(cfg.graphs), "fidelity_images": cfg.fidelity_images,
-              "machine": {"platform": platform.platform(), "processor": _cpu_name(), "python": platform.python_version()},
+              "machine": {"platform": platform.platform(), "processor": cpuinfo().get("model name", platform.processor()
+                                                                                   or "unknown"),
+                          "isa": cpu_capabilities().label, "cpu": cpu_capabilities().to_dict(),
+                          "python": platform.python_version()},
               "fp32": fp32, "variants": rows,
               "caveat": "fidelity on random weights is not fidelity on trained weights; run the same command on a "
                         "real checkpoint's bundle for the real figure" if m.weights.is_random else ""}
@@ -123,16 +129,6 @@ def run_report(cfg: ReportConfig, progress: bool = True) -> dict:
     return result
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _ms(row: dict, stage: str, key: str) -> float | None:
     lat = row.get("latency", {})
     return lat[stage][key]["median_ms"] if stage in lat and key in lat[stage] else None
@@ -140,7 +136,8 @@ def _ms(row: dict, stage: str, key: str) -> float | None:
 
 def markdown_table(result: dict) -> str:
     lines = [f"### {result['model_type']} ({result['weights']} weights): quantized {', '.join(result['graphs_quantized'])}"
-             f" vs the fp32 bundle, {result['fidelity_images']} real photos, on {result['machine']['processor']}", "",
+             f" vs the fp32 bundle, {result['fidelity_images']} real photos, on {result['machine']['processor']}"
+             f" ({result['machine'].get('isa', 'ISA not recorded')})", "",
              "| variant | backend | precision | mean / worst mask IoU | min emb. cosine | discrim. | encoder MB "
              "| encoder ms: fp32 ORT -> variant | speed-up vs fp32 ORT | vs same backend fp32 | status |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
