@@ -212,7 +212,9 @@ def test_writing_into_the_returned_embedding_does_not_poison_the_cache(tiny_bund
     p.set_image(samples[0].rgb)
     point = {"point_coords": np.array([[100.0, 100.0]]), "point_labels": np.array([1])}
     _, before, _ = p.predict(**point)
-    p.get_image_embedding()[:] = np.nan
+    p.get_image_embedding()[:] = np.nan  # a copy
+    with pytest.raises(ValueError, match="read-only"):
+        p.current.embedding[:] = np.nan  # the shared, cached array refuses writes
     p.set_image(samples[0].rgb)  # a cache hit
     _, after, _ = p.predict(**point)
     np.testing.assert_array_equal(before, after)

@@ -15,7 +15,7 @@ from .processing import ImageGeometry
 @dataclass(frozen=True)
 class ImageEmbedding:
     """An encoded image: what set_image_embedding() takes and set_image_async() resolves to."""
-    embedding: np.ndarray  # (1, 256, 64, 64) float32
+    embedding: np.ndarray  # (1, 256, 64, 64) float32, read-only once the predictor holds it (shared with the cache)
     geometry: ImageGeometry
     key: str | None = None  # content key (None when the embedding came from outside)
     encode_ms: float = 0.0  # preprocessing + encoder time; 0 for a cache hit

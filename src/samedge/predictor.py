@@ -68,7 +68,7 @@ class SamPredictor:
         self._lock = threading.Lock()
         self._open_lock = threading.Lock()  # decoder sessions open lazily, possibly from two threads at once
         self._executor: ThreadPoolExecutor | None = None
-        self._queued: list[Future] = []  # set_image_async requests not started yet
+        self._latest_request: Future | None = None  # the newest set_image_async request
         self._generation = 0  # bumped by every set_image*/reset; a stale async result never overwrites a newer one
         self._applied_generation = 0
         self._current: ImageEmbedding | None = None
@@ -117,10 +117,9 @@ class SamPredictor:
             self._apply(item, generation)
             return item
         with self._lock:
-            for queued in self._queued:
-                queued.cancel()  # only succeeds for one not yet started
-            future = self._executor.submit(work)
-            self._queued = [future]
+            if self._latest_request is not None:
+                self._latest_request.cancel()  # only succeeds while it waits; a running encode finishes
+            future = self._latest_request = self._executor.submit(work)
         return future
 
     def _encode(self, image: np.ndarray, image_format: str) -> ImageEmbedding:
@@ -139,6 +138,7 @@ class SamPredictor:
         if problem:  # e.g. fp16/bf16 overflow in a converted or quantized encoder: the graph's fault
             raise BundleError(f"the {self.backend} encoder of {self.bundle.path} output {problem} "
                               f"(precision {self._encoder.info.precision}); this graph/precision is broken")
+        embedding.setflags(write=False)  # cached and shared: writing into it is an error, not a poisoned cache
         item = ImageEmbedding(embedding, geom, key, (time.perf_counter() - t0) * 1e3)
         self.embedding_cache.put(item)
         return item
@@ -181,8 +181,9 @@ class SamPredictor:
         problem = self._embedding_problem(item.embedding)
         if problem:
             raise InputError(f"embedding {problem}")
-        # our own copy: the caller may go on writing into its array
-        self._apply(replace(item, embedding=np.array(item.embedding, copy=True)), self._next_generation())
+        own = np.array(item.embedding, copy=True)  # the caller may go on writing into its array
+        own.setflags(write=False)
+        self._apply(replace(item, embedding=own), self._next_generation())
 
     def get_image_embedding(self) -> np.ndarray:
         """(1, 256, 64, 64) float32: a copy, so writing into it cannot change the cached embedding."""
