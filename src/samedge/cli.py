@@ -229,7 +229,9 @@ def _not_tool_noise(record: logging.LogRecord) -> bool:
 def quiet_tools() -> None:
     for name in _TOOL_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
-    logging.getLogger().addFilter(_not_tool_noise)  # the ORT quantizer logs through the root logger
+    root = logging.getLogger()
+    if _not_tool_noise not in root.filters:  # main() may run many times in one process (tests)
+        root.addFilter(_not_tool_noise)  # the ORT quantizer logs through the root logger
 
 
 def main(argv: list[str] | None = None) -> int:
