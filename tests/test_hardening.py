@@ -444,3 +444,28 @@ def test_bf16_on_a_cpu_without_bf16_is_unavailable_not_relabelled(multi_bundle, 
     else:
         with pytest.raises(BackendUnavailableError, match="cannot run bf16 on this CPU"):
             SamPredictor(multi_bundle, "openvino", precision="bf16")
+
+
+def test_openvino_weights_must_be_the_bin_beside_the_xml(tiny_bundle, tmp_path):
+    """OpenVINO reads <name>.bin beside <name>.xml whatever the manifest lists: listing another file would leave
+    the one really read unchecked."""
+    from samedge.export.convert import ConvertConfig, add_formats
+    b = _copy(tiny_bundle, tmp_path)
+    add_formats(b, ConvertConfig(("openvino",), parity_images=1))
+    _edit(b, lambda m: m["converted"]["openvino"]["encoder"].update(external_data="openvino/decoder.bin"))
+    with pytest.raises(BundleError, match="must be listed as external_data 'openvino/encoder.bin'"):
+        load_bundle(b)
+
+
+def test_quantize_cli_on_a_corrupt_graph_is_a_clear_error(tiny_bundle, tmp_path, capsys, monkeypatch):
+    from samedge.cli import main
+    b = _copy(tiny_bundle, tmp_path)
+    size = (b / "encoder.onnx").stat().st_size
+    (b / "encoder.onnx").write_bytes(b"\xff" * size)  # same size: only the hash or the parser can tell
+    args = ["quantize", str(b), "--method", "ort-dynamic-int8", "--out", str(tmp_path / "q"), "--no-progress"]
+    assert main(args) == 2
+    assert "encoder.onnx fails its sha256 check" in capsys.readouterr().err
+    monkeypatch.setenv("SAMEDGE_VERIFY_HASHES", "0")
+    assert main(args) == 2
+    assert "encoder.onnx is not a readable ONNX graph" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()

@@ -191,6 +191,10 @@ def _consistency_errors(m: Manifest) -> list[str]:
                 errors.append(f"{where}: format {g.format!r} listed under {fmt}")
             if (g.external_data is None) != (g.external_data_bytes is None):
                 errors.append(f"{where}: external_data and external_data_bytes go together")
+            if g.format == "openvino" and g.external_data != str(Path(g.file).with_suffix(".bin").as_posix()):
+                # OpenVINO reads <name>.bin beside <name>.xml whatever the manifest says: it must be that file
+                errors.append(f"{where}: the IR's weights must be listed as external_data "
+                              f"{Path(g.file).with_suffix('.bin').as_posix()!r}, got {g.external_data!r}")
             if m.format_version >= 3 and g.external_data is not None and g.external_data_sha256 is None:
                 errors.append(f"{where}: external_data needs external_data_sha256 (format_version 3)")
         if enc.role != "encoder" or any(g.role != "decoder" for g in decs):

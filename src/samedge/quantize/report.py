@@ -78,6 +78,8 @@ def _row(spec: str, method, manifest, seconds: float) -> dict:
 
 def _variant_row(spec: str, graphs: tuple[str, ...], bundle: Path, out: Path, fidelity_images: int,
                  progress: bool) -> dict:
+    from ..tool_logs import quiet_tools
+    quiet_tools()  # a fresh (spawned) process: the CLI's settings do not reach it
     method = parse_variant(spec, graphs)
     t0 = time.perf_counter()
     try:
