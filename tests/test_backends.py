@@ -58,8 +58,8 @@ def test_default_precision_is_measured_and_named(multi_bundle):
     assert len(report["prompts"]) == 5 + 2 * 2  # dynamic decoder: 5 prompts; static p1 and p2: 2 each
     if report["precision"] == "f32":  # then "default" is exactly samedge's f32 and must pass export parity
         assert report["passed"] and report["summary"]["min_mask_iou"] >= 0.99
-    else:  # bf16 moves logits near the threshold, but a broken conversion lands far below this
-        assert report["summary"]["mean_mask_iou"] > 0.8
+    else:  # bf16 moves logits near the threshold (MobileSAM: mean 0.951), a broken conversion lands far below
+        assert report["summary"]["mean_mask_iou"] > 0.5 and report["summary"]["min_embedding_cosine"] > 0.99
 
 
 def test_coreml_packages_have_the_contract_structure(multi_bundle):
