@@ -24,6 +24,8 @@ def _libs():
     except ImportError as exc:
         raise BackendUnavailableError(f"OpenVINO quantization needs openvino and nncf ({exc.name} is missing): "
                                       "pip install 'samedge[quantize]'") from exc
+    if not log.isEnabledFor(logging.DEBUG):  # NNCF sets its logger to INFO when imported: bit-width tables
+        nncf.set_log_level(logging.WARNING)
     return ov, nncf
 
 
