@@ -54,6 +54,9 @@ def compress(sam, method):
         from coremltools.optimize.torch.quantization import PostTrainingQuantizer, PostTrainingQuantizerConfig
     except ImportError as exc:
         raise BackendUnavailableError("CoreML compression needs coremltools: pip install 'samedge[coreml]'") from exc
+    if not log.isEnabledFor(logging.DEBUG):  # coremltools.optimize logs k-means progress at INFO per layer
+        for name in [n for n in logging.Logger.manager.loggerDict if n.startswith("coremltools.optimize")]:
+            logging.getLogger(name).setLevel(logging.WARNING)
     sam = copy.deepcopy(sam)
     cfg = _config(method)
     for name in _submodules(sam, method.graphs):
