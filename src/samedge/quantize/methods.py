@@ -11,7 +11,7 @@ from ..errors import InputError
 
 GRAPHS = ("encoder", "decoder")
 # "auto": 7-bit weights where this CPU's int8 kernels saturate (x86 without VNNI, see samedge.cpu), else 8-bit.
-# "reduce-range" is portable to every CPU; "full-range" is ~0.5% more faithful on VNNI / ARM only.
+# "reduce-range" is portable to every CPU; "full-range" only where int8 products do not saturate (VNNI / ARM).
 INT8_SCHEMES = ("auto", "reduce-range", "full-range")
 CALIBRATORS = ("minmax", "percentile", "entropy")
 PALETTE_BITS = (4, 6, 8)
