@@ -3,7 +3,6 @@ before any file outside the bundle is read and before anything that is not samed
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -350,7 +349,8 @@ def test_download_cache_is_where_rebuild_looks(tiny_bundle, tmp_path, monkeypatc
 
         def read(self, n):
             return self.left.pop() if self.left else b""
-    with pytest.raises(Exception, match="expected " + ckpt.sha256):  # the download path is exercised
+    from samedge.errors import DownloadError
+    with pytest.raises(DownloadError, match="expected " + ckpt.sha256):  # the download path is exercised
         download_checkpoint("mobile_sam", progress=False, opener=lambda url: Response())
     from samedge.weights import checkpoint_cache_dir
     stored = checkpoint_cache_dir() / ckpt.file
@@ -469,3 +469,14 @@ def test_quantize_cli_on_a_corrupt_graph_is_a_clear_error(tiny_bundle, tmp_path,
     assert main(args) == 2
     assert "encoder.onnx is not a readable ONNX graph" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()
+
+
+def test_quantize_report_leaves_a_foreign_variants_folder_alone(tiny_bundle, tmp_path):
+    from samedge.quantize.report import ReportConfig, run_report
+    mine = tmp_path / "report" / "variants" / "notes.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("mine")
+    with pytest.raises(InputError, match="not samedge bundles \\(notes.txt\\)"):
+        run_report(ReportConfig(tiny_bundle, tmp_path / "report", ("ort-fp16",), ("encoder",), 1, False),
+                   progress=False)
+    assert mine.read_text() == "mine"

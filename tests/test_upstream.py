@@ -26,7 +26,6 @@ class _LogitsSide:
         self.p = predictor
 
     def predict(self, **kwargs):
-        kwargs.pop("return_logits", None)
         return self.p.predict(return_logits=True, **kwargs)
 
 

@@ -67,8 +67,6 @@ def compare_prompt(reference, predictor, prompt: Prompt, previous: dict[str, np.
             "reference_mask_fraction": float(np.mean(ref_full > 0))}
 
 
-
-
 def best_mask(predictor, rgb: np.ndarray, point: tuple[float, float]) -> np.ndarray:
     """(H, W) bool: the mask a user is shown for a one-point prompt on `rgb` (multimask, best of three by
     score, the official recommendation); how the gaze demo compares what it showed with a reference."""

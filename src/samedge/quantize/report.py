@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import platform
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -13,8 +12,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..artifacts import is_bundle_dir
+from ..bench.machine import machine_info
 from ..bundle import load_bundle
-from ..cpu import cpu_capabilities, cpuinfo
+from ..cpu import cpu_capabilities
 from ..errors import BackendUnavailableError, InputError
 from .fidelity import QuantThresholds
 from .methods import method_config
@@ -95,6 +96,11 @@ def run_report(cfg: ReportConfig, progress: bool = True) -> dict:
     source = load_bundle(cfg.bundle, warn_random=False)
     m = source.manifest
     variants_dir = cfg.out_dir / "variants"
+    # the variants are written, then deleted, under OUT/variants: anything already there must be our bundles
+    foreign = [p.name for p in variants_dir.iterdir() if not is_bundle_dir(p)] if variants_dir.is_dir() else []
+    if foreign or (variants_dir.exists() and not variants_dir.is_dir()):
+        raise InputError(f"{variants_dir} holds files that are not samedge bundles ({', '.join(foreign[:5]) or 'a file'}); "
+                         "quantize-report writes and removes its variant bundles there: choose another --out")
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for spec in cfg.variants:
@@ -116,12 +122,11 @@ def run_report(cfg: ReportConfig, progress: bool = True) -> dict:
     if not cfg.keep_variants:
         shutil.rmtree(variants_dir, ignore_errors=True)
     fp32 = {"onnx_encoder_bytes": _bytes(m, "onnx", "encoder")}
+    machine = machine_info()
     result = {"report_version": REPORT_VERSION, "model_type": m.model_type, "weights": m.weights.source,
               "bundle": str(cfg.bundle), "graphs_quantized": list(cfg.graphs), "fidelity_images": cfg.fidelity_images,
-              "machine": {"platform": platform.platform(), "processor": cpuinfo().get("model name", platform.processor()
-                                                                                   or "unknown"),
-                          "isa": cpu_capabilities().label, "cpu": cpu_capabilities().to_dict(),
-                          "python": platform.python_version()},
+              "machine": {"platform": machine.platform, "processor": machine.cpu_model, "isa": machine.isa,
+                          "cpu": cpu_capabilities().to_dict(), "python": machine.python},
               "fp32": fp32, "variants": rows,
               "caveat": "fidelity on random weights is not fidelity on trained weights; run the same command on a "
                         "real checkpoint's bundle for the real figure" if m.weights.is_random else ""}
