@@ -59,10 +59,7 @@ def _validate(cfg: ExportConfig) -> None:
         raise InputError(f"unknown format(s) {bad}; allowed: onnx, openvino, coreml")
     if "coreml" in cfg.formats and not cfg.decoder_points:
         raise InputError("CoreML needs static decoders: give --decoder-points (e.g. 1,2,5) with --format coreml")
-    if cfg.checkpoint is not None:
-        check_output_dir(cfg.out_dir, cfg.overwrite, (Path(cfg.checkpoint),))
-    else:
-        check_output_dir(cfg.out_dir, cfg.overwrite)
+    check_output_dir(cfg.out_dir, cfg.overwrite, (Path(cfg.checkpoint),) if cfg.checkpoint else ())
 
 
 def _load_model(cfg: ExportConfig):
