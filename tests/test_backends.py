@@ -55,7 +55,9 @@ def test_default_precision_is_measured_and_named(multi_bundle):
     from samedge.runtimes.openvino import default_cpu_precision
     report = measure_fidelity(multi_bundle, "openvino", "cpu", "default", parity_images=1)
     assert report["precision"] == default_cpu_precision()  # bf16 on AMX / AVX512-bf16 CPUs, f32 elsewhere
-    assert len(report["prompts"]) == 5 + 2 * 2  # dynamic decoder: 5 prompts; static p1 and p2: 2 each
+    # every full decoder and every split prompt graph answered prompts (the mask variants with a prior)
+    conv = load_bundle(multi_bundle, warn_random=False).manifest.converted["openvino"]
+    assert {p["decoder"] for p in report["prompts"]} == {g.file for g in (*conv.decoders, *conv.split.prompts)}
     if report["precision"] == "f32":  # then "default" is exactly samedge's f32 and must pass export parity
         assert report["passed"] and report["summary"]["min_mask_iou"] >= 0.99
     else:  # bf16 moves logits near the threshold (MobileSAM: mean 0.951), a broken conversion lands far below
@@ -162,8 +164,10 @@ def test_static_shape_device_names_the_supported_point_counts(multi_bundle, samp
     monkeypatch.setattr(ov_backend, "needs_static_shapes", lambda device: True)
     p = SamPredictor(multi_bundle, "openvino", "cpu")
     p.set_image(_photo(samples))
-    p.predict(np.array([[10.0, 10.0]]), np.array([1]))  # 1 click: decoder_p1
-    assert "openvino/decoder_p1.xml" in p.sessions
+    p.predict(np.array([[10.0, 10.0]]), np.array([1]))  # 1 click: the split decoder's static prompt_p1
+    assert "openvino/prompt_p1.xml" in p.sessions
+    p.predict(np.array([[10.0, 10.0]]), np.array([1]), mask_input=np.zeros((1, 256, 256), np.float32))
+    assert "openvino/prompt_mask_p1.xml" in p.sessions
     with pytest.raises(BundleError, match=r"no openvino decoder for 3 clicks .*openvino on cpu needs static shapes.*"
                                           r"take \[1, 2\] clicks"):
         p.predict(np.array([[10.0, 10.0], [20, 20], [30, 30]]), np.array([1, 1, 0]))
@@ -390,7 +394,7 @@ def test_cli_convert_fidelity_and_run_on_openvino(tiny_bundle, tmp_path, capsys)
     b = tmp_path / "b"
     shutil.copytree(tiny_bundle, b)
     assert main(["convert", str(b), "--format", "openvino", "--parity-images", "1"]) == 0
-    assert "openvino: 4 graphs" in capsys.readouterr().out
+    assert "openvino: 11 graphs" in capsys.readouterr().out  # encoder, 3 decoders, context, 6 prompt graphs
     assert main(["convert", str(b), "--format", "onnx"]) == 2
     assert main(["fidelity", str(b), "--parity-images", "1"]) == 0
     report = json.loads((b / "fidelity" / "onnxruntime-cpu-fp32.json").read_text())

@@ -115,12 +115,20 @@ def test_bench_cli_json_schema_table_plots_and_gate(tiny_bundle, tmp_path, capsy
     kinds = {r["kind"] for r in result["runs"]}
     assert kinds == {"samedge", "baseline-official-onnx", "baseline-pytorch"}
     [ours] = [r for r in result["runs"] if r["kind"] == "samedge"]
-    for stage in ("preprocess", "encoder", "decoder_1pt", "decoder_2pt", "decoder_5pt", "decoder_box",
-                  "postprocess", "end_to_end"):
+    for stage in ("preprocess", "encoder", "context", "decoder_1pt", "decoder_2pt", "decoder_5pt", "decoder_box",
+                  "decoder_mask", "predict_1pt", "predict_2pt", "predict_5pt", "predict_box", "predict_mask",
+                  "postprocess", "postprocess_single", "end_to_end"):
         s = ours["stages"][stage]
         assert s["n"] == 3 and 0 < s["min"] <= s["p50"] <= s["p90"] <= s["p99"] <= s["max"]
     assert ours["stages"]["end_to_end"]["p50"] > ours["stages"]["encoder"]["p50"]  # it includes the encoder
-    assert set(ours["speedup"]) == {"baseline-official-onnx", "baseline-pytorch"}
+    assert set(ours["speedup"]) == {"baseline-official-onnx", "baseline-pytorch", "official_same_backend"}
+    assert ours["speedup"]["official_same_backend"]["baseline"] == "baseline-official-onnx"
+    # predict() is timed against its own graph: the split decoder's prompt graphs, the mask variant for "mask"
+    assert ours["split_decoder"] and ours["decoder_graphs_used"] == {
+        "1pt": "prompt_p1.onnx", "2pt": "prompt_p2.onnx", "5pt": "prompt.onnx", "box": "prompt_p1.onnx",
+        "mask": "prompt_mask_p1.onnx"}
+    assert set(ours["predict_overhead_ms"]) == {"1pt", "2pt", "5pt", "box", "mask"}
+    assert ours["flops"]["decoder_1pt"] * 3 <= ours["flops"]["decoder_full_1pt"]
     assert ours["roofline"]["encoder"]["gflop"] > 1 and ours["memory_mib"]["peak"] > 0
     assert ours["model_bytes"]["encoder"] == json.loads((tiny_bundle / "manifest.json").read_text())["encoder"]["bytes"]
     # the NPU is missing here: a row with the reason, not a silent drop

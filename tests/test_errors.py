@@ -111,9 +111,10 @@ def test_unsupported_static_point_count(tiny_bundle, tmp_path, samples):
     b = _copy(tiny_bundle, tmp_path)
     manifest = json.loads((b / "manifest.json").read_text())
     manifest["decoders"] = [d for d in manifest["decoders"] if d["num_points"] is not None]
+    manifest["split"]["prompts"] = [d for d in manifest["split"]["prompts"] if d["num_points"] is not None]
     (b / "manifest.json").write_text(json.dumps(manifest))
     predictor = SamPredictor(b)
     predictor.set_image(samples[0].rgb)
-    predictor.predict(np.array([[10.0, 10.0]]), np.array([1]))  # 1 click: decoder_p1
+    predictor.predict(np.array([[10.0, 10.0]]), np.array([1]))  # 1 click: prompt_p1
     with pytest.raises(BundleError, match=r"no onnx decoder for 3 clicks.*static onnx decoders take \[1, 2\] clicks"):
         predictor.predict(np.array([[10.0, 10.0], [20, 20], [30, 30]]), np.array([1, 1, 0]))

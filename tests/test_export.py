@@ -48,7 +48,7 @@ def test_parity_failure_leaves_nothing_behind(tmp_path):
     out = tmp_path / "strict"
     impossible = ParityThresholds(min_mask_iou=1.01)
     with pytest.raises(ParityError, match="failed parity: mask IoU") as info:
-        export_bundle(ExportConfig("test_tiny", out, parity_images=1, thresholds=impossible))
+        export_bundle(ExportConfig("test_tiny", out, parity_images=1, thresholds=impossible, split_decoder=False))
     assert info.value.report["summary"]["min_mask_iou"] > 0.99  # the report travels with the error
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
@@ -65,16 +65,17 @@ def test_parity_catches_a_semantically_broken_decoder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(graphs.DecoderGraph, "forward", swapped)
     with pytest.raises(ParityError) as info:
-        export_bundle(ExportConfig("test_tiny", tmp_path / "broken", parity_images=1))
+        export_bundle(ExportConfig("test_tiny", tmp_path / "broken", parity_images=1, split_decoder=False))
     assert info.value.report["summary"]["min_mask_iou"] < 0.9
 
 
 def test_cli_export_then_run(tmp_path, capsys):
     out = tmp_path / "cli_bundle"
     assert main(["export", "--model", "test_tiny", "--weights", "random", "--seed", "5", "--out", str(out),
-                 "--parity-images", "1", "--no-progress", "--decoder-points", "1"]) == 0
+                 "--parity-images", "1", "--no-progress", "--decoder-points", "1", "--no-split-decoder"]) == 0
     printed = capsys.readouterr().out
     assert "parity vs PyTorch fp32: min mask IoU" in printed and "decoder_p1.onnx" in printed
+    assert read_manifest(out).split is None and "prompt" not in printed  # --no-split-decoder
     assert read_manifest(out).weights.seed == 5
     # exporting over an existing bundle needs --overwrite
     assert main(["export", "--model", "test_tiny", "--weights", "random", "--out", str(out), "--no-progress"]) == 2
@@ -119,7 +120,7 @@ def test_checkpoint_export_records_its_sha(tmp_path):
     ckpt = tmp_path / "tiny.pth"
     torch.save(randomize_weights(build_sam("test_tiny"), 9).state_dict(), ckpt)
     m = export_bundle(ExportConfig("test_tiny", tmp_path / "b", weights="checkpoint", checkpoint=ckpt,
-                                   parity_images=1))
+                                   parity_images=1, split_decoder=False))
     assert m.weights.source == "checkpoint" and not m.weights.is_random
     assert m.weights.checkpoint_sha256 == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert json.loads((tmp_path / "b" / "manifest.json").read_text())["weights"]["checkpoint_file"] == "tiny.pth"
@@ -133,7 +134,8 @@ def test_full_size_mobile_sam_exports_and_passes_parity(tmp_path):
 
     from samedge.export.coreml_convert import DEFAULT_FP32_OPS
     out = tmp_path / "mobile_sam"
-    m = export_bundle(ExportConfig("mobile_sam", out, decoder_points=(1, 2), formats=("openvino", "coreml")))
+    m = export_bundle(ExportConfig("mobile_sam", out, decoder_points=(1, 2), formats=("openvino", "coreml"),
+                                   split_decoder=False))  # the split decoder's conversion: multi_bundle
     assert m.parity["passed"] and m.parity["backend"] == "onnxruntime"
     assert m.parity["summary"]["min_mask_iou"] >= 0.99 and m.parity["summary"]["min_embedding_cosine"] >= 0.9999
     assert len({p["image"] for p in m.parity["prompts"]}) == 3  # all three real photos

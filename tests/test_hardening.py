@@ -151,9 +151,16 @@ def test_a_swapped_graph_is_caught_when_opened(tiny_bundle, tmp_path, samples):
     shutil.copy(b / "encoder.onnx", b / "decoder_p1.onnx")
     size, sha = (b / "decoder_p1.onnx").stat().st_size, artifact_sha256(b / "decoder_p1.onnx")
     _edit(b, lambda m: [d.update(bytes=size, sha256=sha) for d in m["decoders"] if d["file"] == "decoder_p1.onnx"])
-    p = SamPredictor(b)
+    p = SamPredictor(b, split_decoder=False)  # the full decoders answer every prompt
     p.set_image(samples[0].rgb)
     with pytest.raises(BundleError, match="decoder_p1.onnx has I/O .*'image'.*manifest says .*image_embeddings"):
+        p.predict(np.array([[10.0, 10.0]]), np.array([1]))
+    # the same for a split prompt graph
+    shutil.copy(b / "encoder.onnx", b / "prompt_p1.onnx")
+    _edit(b, lambda m: [d.update(bytes=size, sha256=sha) for d in m["split"]["prompts"] if d["file"] == "prompt_p1.onnx"])
+    p = SamPredictor(b)
+    p.set_image(samples[0].rgb)
+    with pytest.raises(BundleError, match="prompt_p1.onnx has I/O .*'image'.*manifest says .*point_coords"):
         p.predict(np.array([[10.0, 10.0]]), np.array([1]))
 
 
@@ -325,7 +332,7 @@ def test_decoder_sessions_open_once_under_concurrent_first_use(tiny_bundle, samp
         t.start()
     for t in threads:
         t.join()
-    assert opened == ["decoder.onnx"]
+    assert opened == ["prompt.onnx"]  # 3 clicks: the split decoder's dynamic prompt graph, opened once
 
 
 # --- the known bugs ---------------------------------------------------------------------------------------

@@ -68,11 +68,14 @@ def test_static_decoder_is_chosen_for_its_click_count_and_matches_dynamic(tiny_b
     predictor.set_image(samples[0].rgb)
     pts, labels = np.array([[250.0, 180.0], [30.0, 20.0]]), np.array([1, 0])
     static = predictor.predict(pts, labels, multimask_output=False)
-    assert set(predictor._decoders) == {"decoder_p2.onnx"}
-    predictor.pinned_decoder = next(g for g in predictor.bundle.manifest.decoders if g.num_points is None)
-    dynamic = predictor.predict(pts, labels, multimask_output=False)
-    np.testing.assert_allclose(static[2], dynamic[2], atol=1e-4)
-    np.testing.assert_allclose(static[1], dynamic[1], atol=1e-5)
+    assert set(predictor._decoders) == {"prompt_p2.onnx"}  # the split decoder's static graph for 2 clicks
+    m = predictor.bundle.manifest
+    for pin in (next(g for g in m.decoders if g.num_points is None),  # the full dynamic decoder
+                next(g for g in m.decoders if g.num_points == 2)):  # the full static one
+        predictor.pinned_decoder = pin
+        other = predictor.predict(pts, labels, multimask_output=False)
+        np.testing.assert_allclose(static[2], other[2], atol=1e-4)
+        np.testing.assert_allclose(static[1], other[1], atol=1e-5)
 
 
 def test_reset_image_and_no_image_errors(tiny_bundle, samples):
@@ -93,12 +96,13 @@ def test_warm_up_opens_and_runs_every_graph_without_setting_an_image(tiny_bundle
     from samedge import SamPredictor
     from samedge.errors import InputError
     with SamPredictor.from_bundle(tiny_bundle, "onnxruntime") as p:
-        assert len(p.sessions) == 1  # decoders open lazily...
+        assert set(p.sessions) == {"encoder", "context"}  # decoders open lazily...
         times = p.warm_up((240, 320), clicks=(1, 2))
-        assert set(times) == {"encoder", "decoder_1click", "decoder_1click_prior", "decoder_2click",
+        assert set(times) == {"encoder", "context", "decoder_1click", "decoder_1click_prior", "decoder_2click",
                               "decoder_2click_prior"} and all(v > 0 for v in times.values())
-        opened = {p.decoder_graph(1).file, p.decoder_graph(2).file}
-        assert set(p.sessions) == {"encoder", *opened} and p.current is None  # ...warm_up opened them; no image
+        opened = {p.decoder_graph(k, prior).file for k in (1, 2) for prior in (False, True)}
+        assert len(opened) == 4  # with and without a mask prior: the split decoder's two prompt graphs
+        assert set(p.sessions) == {"encoder", "context", *opened} and p.current is None  # ...opened; no image
         with pytest.raises(InputError, match="image_hw"):
             p.warm_up((0, 320))
         with pytest.raises(InputError, match="clicks"):

@@ -34,18 +34,36 @@ class Bundle:
         the dynamic graph unless the device needs static shapes (NPU, CoreML). Never pads up to a bigger
         static graph: extra padding tokens change the output."""
         _, decoders = self.manifest.graphs_for(fmt)
-        for g in decoders:
-            if num_points is not None and g.num_points == num_points:
-                return g
-        if not static_only:
-            for g in decoders:
-                if g.num_points is None:
-                    return g
+        graph = _pick(decoders, num_points, static_only)
+        if graph is not None:
+            return graph
         supported = sorted(g.num_points for g in decoders if g.num_points is not None)
         reason = f" ({why_static} needs static shapes)" if static_only and why_static else ""
         raise BundleError(f"no {fmt} decoder for {num_points} clicks (a box counts as one){reason}; this bundle's "
                           f"static {fmt} decoders take {supported} clicks. Re-export with --decoder-points "
                           f"including {num_points}" + ("" if static_only else ", or with the dynamic decoder") + ".")
+
+
+    def prompt_graph_for(self, num_points: int | None, fmt: str = "onnx", static_only: bool = False,
+                         mask: bool = False) -> GraphInfo | None:
+        """The split decoder's prompt graph for K clicks (mask: one that takes a mask prior), chosen as
+        decoder_for chooses; None where the bundle has no split decoder in this format or none that fits
+        (the full decoder then serves the prompt)."""
+        split = self.manifest.split_for(fmt)
+        if split is None:
+            return None
+        return _pick(tuple(g for g in split.prompts if g.takes_mask == mask), num_points, static_only)
+
+
+def _pick(graphs: tuple[GraphInfo, ...], num_points: int | None, static_only: bool) -> GraphInfo | None:
+    for g in graphs:
+        if num_points is not None and g.num_points == num_points:
+            return g
+    if not static_only:
+        for g in graphs:
+            if g.num_points is None:
+                return g
+    return None
 
 
 VERIFY_ENV = "SAMEDGE_VERIFY_HASHES"  # "0": skip sha256 on load (sizes and paths are still checked)

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--decoder-points", type=_counts, default=(), metavar="K[,K...]",
                     help="also export static decoders for these click counts (a box counts as one click)")
     ex.add_argument("--no-dynamic-decoder", action="store_true", help="export only the static decoders")
+    ex.add_argument("--no-split-decoder", action="store_true",
+                    help="leave out the split decoder (per-image context graph + per-prompt graphs, about a "
+                         "third of the full decoder's work per prompt); every prompt then runs the full decoder")
     ex.add_argument("--opset", type=int, default=18)
     ex.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     ex.add_argument("--parity-images", type=int, default=3, help="real photos used for parity (1-3, default 3)")
@@ -244,6 +247,7 @@ def _export(args) -> int:
     cfg = ExportConfig(model_type=args.model, out_dir=args.out, weights=weights, checkpoint=args.checkpoint,
                        seed=args.seed, opset=args.opset, decoder_points=args.decoder_points,
                        dynamic_decoder=not args.no_dynamic_decoder, simplify=not args.no_simplify,
+                       split_decoder=not args.no_split_decoder,
                        parity_images=args.parity_images, overwrite=args.overwrite, formats=args.format)
     if weights == "random":
         log.warning("exporting %s with RANDOM weights (seed %d): masks will be meaningless; "
@@ -263,8 +267,9 @@ def _export(args) -> int:
 
 def _print_converted(manifest) -> None:
     for fmt, conv in manifest.converted.items():
-        size = sum(g.bytes + (g.external_data_bytes or 0) for g in (conv.encoder, *conv.decoders))
-        line = f"{fmt}: {1 + len(conv.decoders)} graphs, {size / 1e6:.1f} MB, {conv.conversion.get('tool')}"
+        graphs = (conv.encoder, *conv.decoders, *(conv.split.graphs() if conv.split else ()))
+        size = sum(g.bytes + (g.external_data_bytes or 0) for g in graphs)
+        line = f"{fmt}: {len(graphs)} graphs, {size / 1e6:.1f} MB, {conv.conversion.get('tool')}"
         parity = conv.conversion.get("parity")
         if isinstance(parity, dict):
             s = parity["summary"]

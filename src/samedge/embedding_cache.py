@@ -18,8 +18,12 @@ class ImageEmbedding:
     embedding: np.ndarray  # (1, 256, 64, 64) float32, read-only once the predictor holds it (shared with the cache)
     geometry: ImageGeometry
     key: str | None = None  # content key (None when the embedding came from outside)
-    encode_ms: float = 0.0  # preprocessing + encoder time; 0 for a cache hit
+    encode_ms: float = 0.0  # preprocessing + encoder (+ context) time; 0 for a cache hit
     from_cache: bool = False
+    # The split decoder's per-image products (context graph outputs by name), read-only; None without one.
+    # For MobileSAM/SAM about 27 MB per image, kept in the cache with the embedding.
+    context: dict[str, np.ndarray] | None = None
+    context_ms: float = 0.0  # the context graph's share of encode_ms
 
 
 def image_key(image: np.ndarray, image_format: str) -> str:

@@ -8,7 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .contract import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
+from .contract import (CONTEXT_INPUT, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, PROMPT_INPUTS,
+                       PROMPT_MASK_INPUTS)
 from .errors import BundleError, ManifestVersionError
 
 FORMAT_NAME = "samedge-bundle"
@@ -30,7 +31,7 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class GraphInfo:
-    role: str  # "encoder" | "decoder"
+    role: str  # "encoder" | "decoder" | "context" | "prompt" (the split decoder's two graphs)
     file: str  # relative to the bundle; a directory for CoreML's .mlpackage
     format: str  # "onnx" | "openvino" | "coreml"
     inputs: tuple[TensorSpec, ...]
@@ -49,6 +50,11 @@ class GraphInfo:
     def graph_point_rows(self) -> int | None:
         return None if self.num_points is None else self.num_points + 1
 
+    @property
+    def takes_mask(self) -> bool:
+        """A decoder or split prompt graph that takes a mask prior (mask_input, has_mask_input)."""
+        return any(t.name == "mask_input" for t in self.inputs)
+
 
 @dataclass(frozen=True)
 class WeightsInfo:
@@ -63,11 +69,24 @@ class WeightsInfo:
 
 
 @dataclass(frozen=True)
+class SplitDecoder:
+    """The decoder split for prompts without a mask prior (export/split_decoder.py): a context graph run once
+    per image (image_embeddings -> context tensors) and prompt graphs (dynamic and/or static point counts)
+    that take point rows + those tensors and give the full decoder's outputs."""
+    context: GraphInfo
+    prompts: tuple[GraphInfo, ...]
+
+    def graphs(self) -> tuple[GraphInfo, ...]:
+        return (self.context, *self.prompts)
+
+
+@dataclass(frozen=True)
 class ConvertedGraphs:
     """The same encoder and decoders in another backend's format (e.g. OpenVINO IR under openvino/)."""
     encoder: GraphInfo
     decoders: tuple[GraphInfo, ...]
     conversion: dict[str, Any] = field(default_factory=dict)  # tool versions, options, precision policy, timings
+    split: SplitDecoder | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,7 @@ class Manifest:
     export: dict[str, Any] = field(default_factory=dict)  # tool versions, opset, timings
     parity: dict[str, Any] = field(default_factory=dict)  # fidelity measured at export
     converted: dict[str, ConvertedGraphs] = field(default_factory=dict)  # format name -> graphs
+    split: SplitDecoder | None = None  # ONNX split decoder (bundles from before 2026-12 have none)
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -102,9 +122,12 @@ class Manifest:
             if g.external_data is None or g.external_data_sha256 is not None:
                 return g
             return replace(g, external_data_sha256=artifact_sha256(Path(directory) / g.external_data))
+        def hashed_split(sp: SplitDecoder | None) -> SplitDecoder | None:
+            return None if sp is None else SplitDecoder(hashed(sp.context), tuple(hashed(g) for g in sp.prompts))
         current = replace(self, format_version=FORMAT_VERSION, encoder=hashed(self.encoder),
-                          decoders=tuple(hashed(g) for g in self.decoders),
-                          converted={f: replace(c, encoder=hashed(c.encoder), decoders=tuple(hashed(g) for g in c.decoders))
+                          decoders=tuple(hashed(g) for g in self.decoders), split=hashed_split(self.split),
+                          converted={f: replace(c, encoder=hashed(c.encoder), decoders=tuple(hashed(g) for g in c.decoders),
+                                                split=hashed_split(c.split))
                                      for f, c in self.converted.items()})
         path = Path(directory) / MANIFEST_FILE
         tmp = path.with_name(f".{MANIFEST_FILE}.tmp")
@@ -114,10 +137,17 @@ class Manifest:
 
     def graphs(self) -> tuple[GraphInfo, ...]:
         """Every graph file in the bundle, in every format."""
-        out = [self.encoder, *self.decoders]
+        out = [self.encoder, *self.decoders, *(self.split.graphs() if self.split else ())]
         for conv in self.converted.values():
-            out += [conv.encoder, *conv.decoders]
+            out += [conv.encoder, *conv.decoders, *(conv.split.graphs() if conv.split else ())]
         return tuple(out)
+
+    def split_for(self, fmt: str) -> SplitDecoder | None:
+        """The split decoder in one format, or None where the bundle has none in it."""
+        if fmt == "onnx":
+            return self.split
+        conv = self.converted.get(fmt)
+        return conv.split if conv else None
 
     @property
     def formats(self) -> tuple[str, ...]:
@@ -181,10 +211,13 @@ def _consistency_errors(m: Manifest) -> list[str]:
     errors = []
     if m.embedding_shape[0] != 1:
         errors.append(f"embedding_shape {m.embedding_shape} must have batch 1")
-    groups = [("onnx", m.encoder, m.decoders)] + [(fmt, c.encoder, c.decoders) for fmt, c in m.converted.items()]
+    groups = [("onnx", m.encoder, m.decoders, m.split)] + [(fmt, c.encoder, c.decoders, c.split)
+                                                          for fmt, c in m.converted.items()]
     files: list[str] = []
-    for fmt, enc, decs in groups:
-        for g in (enc, *decs):
+    for fmt, enc, decs, split in groups:
+        if split is not None:
+            errors += _split_errors(fmt, split)
+        for g in (enc, *decs, *(split.graphs() if split else ())):
             files += [g.file] + ([g.external_data] if g.external_data else [])
             where = f"{fmt} {g.role} {g.file}"
             if g.format != fmt:
@@ -229,6 +262,42 @@ def _consistency_errors(m: Manifest) -> list[str]:
     return errors
 
 
+def _split_errors(fmt: str, split: SplitDecoder) -> list[str]:
+    """The split decoder's contract: context image_embeddings -> context tensors; every prompt graph takes
+    point rows and then exactly those tensors, and gives the decoder's outputs."""
+    errors = []
+    ctx = split.context
+    context_names = [t.name for t in ctx.outputs]
+    if ctx.role != "context" or [t.name for t in ctx.inputs] != [CONTEXT_INPUT]:
+        errors.append(f"{fmt} split context {ctx.file}: role {ctx.role!r}, inputs {[t.name for t in ctx.inputs]}; "
+                      f"needs role 'context' and inputs [{CONTEXT_INPUT!r}]")
+    if not split.prompts:
+        errors.append(f"{fmt} split decoder has a context graph but no prompt graph")
+    for g in split.prompts:
+        names = [t.name for t in g.inputs]
+        lead = list(PROMPT_MASK_INPUTS if g.takes_mask else PROMPT_INPUTS)
+        rest = names[len(lead):]
+        in_order = [n for n in context_names if n in rest] == rest and len(set(rest)) == len(rest)
+        if g.role != "prompt" or names[:len(lead)] != lead or not in_order or \
+                tuple(t.name for t in g.outputs) != DECODER_OUTPUTS:
+            errors.append(f"{fmt} split prompt graph {g.file}: role {g.role!r}, I/O {names} -> "
+                          f"{[t.name for t in g.outputs]}; needs role 'prompt', {lead} + context tensors of "
+                          f"{ctx.file} in its order -> {list(DECODER_OUTPUTS)}")
+            continue
+        rows = _static(g.inputs[0].shape[1]) if len(g.inputs[0].shape) == 3 else -1
+        if rows == -1 or (g.num_points is not None and rows is not None and rows != g.num_points + 1):
+            errors.append(f"{fmt} split prompt graph {g.file}: point_coords shape {list(g.inputs[0].shape)} does not "
+                          f"fit num_points {g.num_points}")
+        shapes = {t.name: t.shape for t in ctx.outputs}
+        if any(tuple(t.shape) != tuple(shapes[t.name]) for t in g.inputs[len(lead):]):
+            errors.append(f"{fmt} split prompt graph {g.file}: context input shapes differ from the context graph's")
+    return errors
+
+
+def _split(d: dict | None) -> SplitDecoder | None:
+    return None if d is None else SplitDecoder(_graph(d["context"]), tuple(_graph(g) for g in d["prompts"]))
+
+
 def manifest_from_dict(d: dict, source: str = "manifest") -> Manifest:
     """Validate against the schema (types, ranges, relative paths) and the contract, then build the Manifest.
     Any problem is a BundleError listing every violation."""
@@ -246,8 +315,9 @@ def manifest_from_dict(d: dict, source: str = "manifest") -> Manifest:
     d["weights"] = WeightsInfo(**d["weights"])
     d["encoder"] = _graph(d["encoder"])
     d["decoders"] = tuple(_graph(g) for g in d["decoders"])
+    d["split"] = _split(d.get("split"))
     d["converted"] = {fmt: ConvertedGraphs(_graph(c["encoder"]), tuple(_graph(g) for g in c["decoders"]),
-                                           c.get("conversion", {}))
+                                           c.get("conversion", {}), _split(c.get("split")))
                       for fmt, c in d.get("converted", {}).items()}
     for key in ("pixel_mean", "pixel_std", "embedding_shape"):
         d[key] = tuple(d[key])

@@ -36,12 +36,16 @@ class SamPredictor:
     backend: onnxruntime | openvino | coreml | auto; device: cpu | gpu | npu | auto (see
     samedge.runtimes.selection for what auto prefers). encoder_device / decoder_device override device
     for one graph. embedding_cache_size: how many image embeddings to keep (LRU by image content; 0 off).
+    split_decoder: with a bundle that has one (export/split_decoder.py), run the decoder's per-image part
+    once in set_image and only the per-prompt part in predict() (prompts with a mask_input, and bundles
+    without it, use the full decoder). False: the full decoder for every prompt.
     """
 
     def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", device: str = "cpu", *,
                  encoder_device: str | None = None, decoder_device: str | None = None,
                  threads: int | None = None, precision: str | None = None, cache_dir: str | Path | None = None,
-                 options: SessionOptions | None = None, embedding_cache_size: int = 4) -> None:
+                 options: SessionOptions | None = None, embedding_cache_size: int = 4,
+                 split_decoder: bool = True) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         base = options or SessionOptions()
         self.options = replace(base, threads=threads if threads is not None else base.threads,
@@ -62,8 +66,12 @@ class SamPredictor:
         self._static_decoders = module.needs_static_shapes(self.decoder_device)
         self._encoder = self._open(encoder_graph, self.encoder_device)
         self._decoders: dict[str, Session] = {}
-        # Parity checks pin one decoder graph; normal use picks per prompt (Bundle.decoder_for).
+        check_flag(split_decoder, "split_decoder")
+        split = self.bundle.manifest.split_for(self.format) if split_decoder else None
+        self._context = self._open(split.context, self.decoder_device) if split is not None else None
+        # Parity checks pin one graph (a full decoder, or a split prompt graph); normal use picks per prompt.
         self.pinned_decoder: GraphInfo | None = None
+        self.pinned_prompt_graph: GraphInfo | None = None
         self.embedding_cache = EmbeddingCache(embedding_cache_size)
         self._lock = threading.Lock()
         self._open_lock = threading.Lock()  # decoder sessions open lazily, possibly from two threads at once
@@ -92,7 +100,11 @@ class SamPredictor:
     @property
     def sessions(self) -> dict[str, Session]:
         """Open sessions by graph file; each has .info saying what actually runs (providers, precision)."""
-        return {"encoder": self._encoder, **self._decoders}
+        return {"encoder": self._encoder, **({"context": self._context} if self._context else {}), **self._decoders}
+
+    @property
+    def uses_split_decoder(self) -> bool:
+        return self._context is not None
 
     # -- image -----------------------------------------------------------------------------------
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
@@ -139,9 +151,21 @@ class SamPredictor:
             raise BundleError(f"the {self.backend} encoder of {self.bundle.path} output {problem} "
                               f"(precision {self._encoder.info.precision}); this graph/precision is broken")
         embedding.setflags(write=False)  # cached and shared: writing into it is an error, not a poisoned cache
-        item = ImageEmbedding(embedding, geom, key, (time.perf_counter() - t0) * 1e3)
+        t1 = time.perf_counter()
+        context = self._image_context(embedding)
+        t2 = time.perf_counter()
+        item = ImageEmbedding(embedding, geom, key, (t2 - t0) * 1e3, context=context, context_ms=(t2 - t1) * 1e3)
         self.embedding_cache.put(item)
         return item
+
+    def _image_context(self, embedding: np.ndarray) -> dict[str, np.ndarray] | None:
+        """The split decoder's per-image products (read-only), or None without a split decoder."""
+        if self._context is None:
+            return None
+        out = self._context.run({self._context.input_names[0]: embedding})
+        for value in out.values():
+            value.setflags(write=False)
+        return out
 
     def _next_generation(self) -> int:
         with self._lock:
@@ -183,7 +207,8 @@ class SamPredictor:
             raise InputError(f"embedding {problem}")
         own = np.array(item.embedding, copy=True)  # the caller may go on writing into its array
         own.setflags(write=False)
-        self._apply(replace(item, embedding=own), self._next_generation())
+        # never trust a context that came with the item: it is recomputed from this embedding
+        self._apply(replace(item, embedding=own, context=self._image_context(own)), self._next_generation())
 
     def get_image_embedding(self) -> np.ndarray:
         """(1, 256, 64, 64) float32: a copy, so writing into it cannot change the cached embedding."""
@@ -219,13 +244,17 @@ class SamPredictor:
             np.zeros((*image_hw, 3), np.uint8), m.image_size, m.pixel_mean, m.pixel_std)
         embedding = self._encoder.run({self._encoder.input_names[0]: model_input})[self._encoder.output_names[0]]
         times["encoder"] = (time.perf_counter() - t0) * 1e3
+        t0 = time.perf_counter()
+        context = self._image_context(embedding)
+        if context is not None:
+            times["context"] = (time.perf_counter() - t0) * 1e3
         size = m.low_res_mask_size
         for n in clicks:
             coords, labels = self._prompt_rows(np.zeros((n, 2), np.float32), np.ones(n, np.float32), None, geometry)
             for prior in (False, True):
                 t0 = time.perf_counter()
-                mask = np.zeros((1, 1, size, size), np.float32)
-                self._decode(embedding, coords, labels, mask, np.full(1, float(prior), np.float32))
+                mask = np.zeros((1, 1, size, size), np.float32) if prior else None
+                self._decode(ImageEmbedding(embedding, geometry, context=context), coords, labels, mask)
                 times[f"decoder_{n}click{'_prior' if prior else ''}"] = (time.perf_counter() - t0) * 1e3
         return times
 
@@ -268,13 +297,8 @@ class SamPredictor:
         current = self._require_image()  # read once: an async switch mid-call cannot mix two images
         m = self.bundle.manifest
         coords, labels = self._prompt_rows(point_coords, point_labels, box, current.geometry)
-        if mask_input is not None:
-            mask = check_mask_input(mask_input, m.low_res_mask_size)[None]
-            has_mask = np.ones(1, np.float32)
-        else:
-            mask = np.zeros((1, 1, m.low_res_mask_size, m.low_res_mask_size), np.float32)
-            has_mask = np.zeros(1, np.float32)
-        low_res, scores = self._decode(current.embedding, coords, labels, mask, has_mask)
+        mask = None if mask_input is None else check_mask_input(mask_input, m.low_res_mask_size)[None]
+        low_res, scores = self._decode(current, coords, labels, mask)
         sl = slice(1, None) if multimask_output else slice(0, 1)
         low_res, scores = low_res[0, sl], scores[0, sl]
         masks = processing.postprocess_masks(low_res, current.geometry)
@@ -302,10 +326,19 @@ class SamPredictor:
             labels.append(np.array([-1], np.float32))
         return np.concatenate(rows)[None].astype(np.float32), np.concatenate(labels)[None].astype(np.float32)
 
-    def decoder_graph(self, num_clicks: int) -> GraphInfo:
-        """The decoder graph a prompt of num_clicks clicks (a box counts as one) would use."""
+    def decoder_graph(self, num_clicks: int, mask_input: bool = False) -> GraphInfo:
+        """The graph a prompt of num_clicks clicks (a box counts as one) runs on: the split decoder's prompt
+        graph where the bundle has one for it (with or without a mask prior), else the full decoder graph."""
         if self.pinned_decoder is not None:
             return self.pinned_decoder
+        if self._context is not None:
+            pinned = self.pinned_prompt_graph
+            if pinned is not None and pinned.takes_mask == mask_input:
+                return pinned
+            graph = self.bundle.prompt_graph_for(num_clicks, self.format, static_only=self._static_decoders,
+                                                 mask=mask_input)
+            if graph is not None:
+                return graph
         why = f"{self.backend} on {self.decoder_device}" if self._static_decoders else ""
         return self.bundle.decoder_for(num_clicks, self.format, static_only=self._static_decoders, why_static=why)
 
@@ -318,21 +351,49 @@ class SamPredictor:
                     session = self._decoders[graph.file] = self._open(graph, self.decoder_device)
         return session
 
-    def decoder_session(self, num_clicks: int) -> Session:
-        """The open decoder session a prompt of num_clicks clicks runs on (benchmarks time it directly)."""
-        return self._decoder_session(self.decoder_graph(num_clicks))
+    def decoder_session(self, num_clicks: int, mask_input: bool = False) -> Session:
+        """The open session a prompt of num_clicks clicks runs on (benchmarks time it directly)."""
+        return self._decoder_session(self.decoder_graph(num_clicks, mask_input))
+
+    def prepared_decode(self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
+                        box: np.ndarray | None = None, mask_input: np.ndarray | None = None,
+                        **_ignored) -> tuple[Session, dict[str, np.ndarray]]:
+        """The session and feeds predict() would run for this prompt on the current image, so benchmarks can
+        time the graph alone with exactly predict()'s inputs (extra predict() keywords are ignored)."""
+        current = self._require_image()
+        coords, labels = self._prompt_rows(point_coords, point_labels, box, current.geometry)
+        mask = None if mask_input is None else check_mask_input(mask_input, self.bundle.manifest.low_res_mask_size)[None]
+        graph = self.decoder_graph(coords.shape[1] - 1, mask is not None)
+        session = self._decoder_session(graph)
+        return session, self._feeds(graph, session, current, coords, labels, mask)
 
     @property
     def encoder_session(self) -> Session:
         return self._encoder
 
-    def _decode(self, embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, mask: np.ndarray,
-                has_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        graph = self.decoder_graph(coords.shape[1] - 1)
+    def _feeds(self, graph: GraphInfo, session: Session, image: ImageEmbedding, coords: np.ndarray,
+               labels: np.ndarray, mask: np.ndarray | None) -> dict[str, np.ndarray]:
         if graph.num_points is not None and graph.graph_point_rows != coords.shape[1]:
             raise InputError(f"decoder {graph.file} takes {graph.num_points} clicks ({graph.graph_point_rows} rows); "
                              f"this prompt has {coords.shape[1] - 1}")
+        size = self.bundle.manifest.low_res_mask_size
+        has_mask = np.full(1, 0.0 if mask is None else 1.0, np.float32)
+        mask = np.zeros((1, 1, size, size), np.float32) if mask is None else mask
+        if graph.role == "prompt":
+            if image.context is None:
+                raise InputError("this image has no split-decoder context (it was set by another predictor?); "
+                                 "set it again with set_image or set_image_embedding")
+            feeds = {"point_coords": coords, "point_labels": labels}
+            if graph.takes_mask:
+                feeds.update(mask_input=mask, has_mask_input=has_mask)
+            return {**feeds, **{t.name: image.context[t.name] for t in graph.inputs if t.name not in feeds}}
+        return dict(zip(session.input_names, (image.embedding, coords, labels, mask, has_mask)))
+
+    def _decode(self, image: ImageEmbedding, coords: np.ndarray, labels: np.ndarray,
+                mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Decoder rows (1, N, 2), (1, N) [+ mask prior (1, 1, 256, 256)] -> low-res logits (1, 4, 256, 256),
+        scores (1, 4), on the split decoder's prompt graph or the full decoder (decoder_graph)."""
+        graph = self.decoder_graph(coords.shape[1] - 1, mask is not None)
         session = self._decoder_session(graph)
-        feeds = dict(zip(session.input_names, (embedding, coords, labels, mask, has_mask)))
-        out = session.run(feeds)
+        out = session.run(self._feeds(graph, session, image, coords, labels, mask))
         return out[session.output_names[0]], out[session.output_names[1]]

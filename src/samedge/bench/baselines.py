@@ -46,6 +46,28 @@ def export_official_decoder(sam, out: Path, image_hw: tuple[int, int], input_hw:
     return out
 
 
-def official_decoder_feeds(embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray) -> dict:
+def official_decoder_feeds(embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray,
+                           mask_input: np.ndarray | None = None) -> dict:
+    """mask_input (1, 256, 256) low-res logits or None, as the official ONNX model's has_mask_input says."""
+    mask = np.zeros((1, 1, 256, 256), np.float32) if mask_input is None else \
+        np.asarray(mask_input, np.float32).reshape(1, 1, 256, 256)
     return {"image_embeddings": embedding, "point_coords": coords, "point_labels": labels,
-            "mask_input": np.zeros((1, 1, 256, 256), np.float32), "has_mask_input": np.zeros(1, np.float32)}
+            "mask_input": mask, "has_mask_input": np.full(1, 0.0 if mask_input is None else 1.0, np.float32)}
+
+
+def open_plain(path: Path, backend: str, threads: int | None):
+    """A session the way a user of the official export would open it: ORT's CPU provider, or OpenVINO's CPU
+    plugin at f32 (the same precision as samedge's OpenVINO rows). Returns run(feeds) -> list of outputs."""
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return lambda feeds: session.run(None, feeds), ort.__version__
+    import openvino as ov
+    config = {"INFERENCE_PRECISION_HINT": "f32", **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
+    compiled = ov.Core().compile_model(str(path), "CPU", config)
+    request = compiled.create_infer_request()
+    outputs = compiled.outputs
+    return lambda feeds: [request.infer(feeds)[o] for o in outputs], ov.__version__

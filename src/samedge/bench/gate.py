@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from ..errors import InputError
 
-GATED_STAGES = ("encoder", "decoder_1pt", "end_to_end")
+GATED_STAGES = ("predict_1pt", "end_to_end", "encoder")  # what users feel first; graphs alone are breakdown
 REFERENCE_KIND = "baseline-official-onnx"
 
 

@@ -27,7 +27,8 @@ from .stats import TimingPlan, summarize, time_calls
 log = logging.getLogger(__name__)
 SCHEMA = "samedge-bench"
 SCHEMA_VERSION = 1
-PROMPTS = {"1pt": 1, "2pt": 2, "5pt": 5, "box": 1}  # prompt kind -> clicks (a box counts as one)
+PROMPTS = {"1pt": 1, "2pt": 2, "5pt": 5, "box": 1, "mask": 1}  # prompt kind -> clicks (a box counts as one)
+# "mask": the 1-point prompt again with the 1-point prompt's best low-res logits as mask_input (refinement)
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,14 @@ def load_image(path: Path | None) -> tuple[str, np.ndarray]:
         return Path(path).name, np.asarray(img.convert("RGB"))
 
 
-def prompt_kwargs(kind: str, hw: tuple[int, int]) -> dict:
-    """Deterministic prompts inside the image."""
+def prompt_kwargs(kind: str, hw: tuple[int, int], mask_input: np.ndarray | None = None) -> dict:
+    """Deterministic prompts inside the image ("mask" takes the low-res logits to refine, (1, 256, 256))."""
     h, w = hw
+    if kind == "mask":
+        if mask_input is None:
+            raise InputError("the mask prompt needs the low-res logits it refines")
+        one = prompt_kwargs("1pt", hw)
+        return {**one, "mask_input": mask_input, "multimask_output": False}
     rng = np.random.default_rng(PROMPTS[kind] + (kind == "box"))
     if kind == "box":
         return {"box": np.array([w * 0.25, h * 0.25, w * 0.75, h * 0.75]), "multimask_output": False}
@@ -97,15 +103,25 @@ def _graph_flops(path: str, shapes: tuple) -> int:
     return graph_flops(Path(path), dict(shapes))["total"]
 
 
-def _flops(bundle, rows: int) -> dict:
-    """Analytic FLOPs from the bundle's ONNX graphs (the same math whatever the format runs)."""
+def _flops(bundle, rows: int, split: bool = False) -> dict:
+    """Analytic FLOPs from the bundle's ONNX graphs (the same math whatever the format runs). decoder_1pt is
+    the graph predict() runs per prompt (the split decoder's prompt graph where it is used); the full decoder
+    and the split decoder's per-image context graph are counted beside it."""
     m = bundle.manifest
-    dyn = next((d for d in m.decoders if d.num_points is None), None)
-    dec = dyn or next((d for d in m.decoders if d.graph_point_rows == rows), m.decoders[0])
+
+    def per_prompt(graphs) -> int:
+        dyn = next((d for d in graphs if d.num_points is None), None)
+        g = dyn or next((d for d in graphs if d.graph_point_rows == rows), graphs[0])
+        k = g.graph_point_rows or rows
+        return _graph_flops(str(bundle.file(g)), (("point_coords", (1, k, 2)), ("point_labels", (1, k))))
     enc = _graph_flops(str(bundle.file(m.encoder)), ((m.encoder.inputs[0].name, (1, 3, m.image_size, m.image_size)),))
-    k = dec.graph_point_rows or rows
-    return {"encoder": enc, "decoder_1pt": _graph_flops(str(bundle.file(dec)), (("point_coords", (1, k, 2)),
-                                                                                ("point_labels", (1, k))))}
+    out = {"encoder": enc, "decoder_full_1pt": per_prompt(m.decoders)}
+    if split and m.split is not None:
+        out["decoder_1pt"] = per_prompt(m.split.prompts)
+        out["context"] = _graph_flops(str(bundle.file(m.split.context)), ())
+    else:
+        out["decoder_1pt"] = out["decoder_full_1pt"]
+    return out
 
 
 def _roofline(stages: dict, flops: dict, peak: float | None) -> dict:
@@ -144,6 +160,7 @@ def bench_samedge(target: BenchTarget, cfg: BenchConfig, image: np.ndarray, peak
     bundle = load_bundle(target.bundle, warn_random=False)
     m = bundle.manifest
     hw = image.shape[:2]
+    graphs: dict[str, str] = {}
     with PeakMemory() as mem:
         t0 = time.perf_counter()
         predictor = SamPredictor(bundle, target.backend, target.device, threads=target.threads,
@@ -163,25 +180,32 @@ def bench_samedge(target: BenchTarget, cfg: BenchConfig, image: np.ndarray, peak
         encoder = predictor.encoder_session
         feed = {encoder.input_names[0]: x}
         stages["encoder"] = _stats(time_calls(lambda: encoder.run(feed), cfg.plan))
-        embedding = predictor.get_image_embedding()
-        low_res = None
+        if predictor.uses_split_decoder:  # the decoder's per-image part, in set_image
+            context = predictor.sessions["context"]
+            cfeed = {context.input_names[0]: predictor.get_image_embedding()}
+            stages["context"] = _stats(time_calls(lambda: context.run(cfeed), cfg.plan))
+        _, _, best = predictor.predict(**prompt_kwargs("1pt", hw))
+        previous = best[:1]
         for kind in cfg.prompts:
-            kwargs = prompt_kwargs(kind, hw)
-            session = predictor.decoder_session(PROMPTS[kind])
-            coords, labels = predictor._prompt_rows(kwargs.get("point_coords"), kwargs.get("point_labels"),
-                                                    kwargs.get("box"), geom)
-            dfeed = dict(zip(session.input_names, (embedding, coords, labels, np.zeros((1, 1, 256, 256), np.float32),
-                                                   np.zeros(1, np.float32))))
+            kwargs = prompt_kwargs(kind, hw, previous)
+            session, dfeed = predictor.prepared_decode(**kwargs)
             stages[f"decoder_{kind}"] = _stats(time_calls(lambda: session.run(dfeed), cfg.plan))
-            if kind == "1pt":
-                low_res = session.run(dfeed)[session.output_names[0]][0, 1:]
-        if low_res is not None:
-            stages["postprocess"] = _stats(time_calls(
-                lambda: processing.postprocess_masks(low_res, geom) > m.mask_threshold, cfg.plan))
+            stages[f"predict_{kind}"] = _stats(time_calls(lambda: predictor.predict(**kwargs), cfg.plan))
+            graphs[kind] = predictor.decoder_graph(PROMPTS[kind], mask_input="mask_input" in kwargs).file
+        low_res = predictor.predict(**prompt_kwargs("1pt", hw))[2]
+        stages["postprocess"] = _stats(time_calls(  # the 3 masks of a multimask prompt
+            lambda: processing.postprocess_masks(low_res, geom) > m.mask_threshold, cfg.plan))
+        stages["postprocess_single"] = _stats(time_calls(
+            lambda: processing.postprocess_masks(low_res[:1], geom) > m.mask_threshold, cfg.plan))
+        overhead = {}
+        for kind in cfg.prompts:
+            post = "postprocess" if prompt_kwargs(kind, hw, previous)["multimask_output"] else "postprocess_single"
+            overhead[kind] = (stages[f"predict_{kind}"]["p50"] - stages[f"decoder_{kind}"]["p50"]
+                              - stages[post]["p50"])
         one = prompt_kwargs("1pt", hw)
         stages["end_to_end"] = _stats(time_calls(lambda: (predictor.set_image(image), predictor.predict(**one)),
                                                  cfg.plan))
-        stages["prompt_1pt"] = _stats(time_calls(lambda: predictor.predict(**one), cfg.plan))
+        stages["prompt_1pt"] = stages.get("predict_1pt") or _stats(time_calls(lambda: predictor.predict(**one), cfg.plan))
         count, start = 0, time.perf_counter()
         while time.perf_counter() - start < max(cfg.plan.min_seconds, 0.2):
             predictor.predict(**one)
@@ -197,43 +221,43 @@ def bench_samedge(target: BenchTarget, cfg: BenchConfig, image: np.ndarray, peak
         "threads": target.threads, "model_bytes": _graph_bytes(m, predictor.format),
         "cold_start_ms": {"load": load_ms, "first_encode": first_encode, "first_predict": first_predict},
         "memory_mib": {"before": mem.before_mib, "peak": mem.peak_mib, "peak_resettable": mem.resettable},
-        "stages": stages, "prompts_per_second": pps,
-        "roofline": _roofline(stages, _flops(bundle, 2), peak_gflops),
+        "stages": stages, "prompts_per_second": pps, "decoder_graphs_used": graphs,
+        # predict() minus (its graph + postprocessing): what driving the sessions costs; ~0 when nothing is lost
+        "predict_overhead_ms": overhead, "split_decoder": predictor.uses_split_decoder,
+        "flops": _flops(bundle, 2, predictor.uses_split_decoder),
+        "roofline": _roofline(stages, _flops(bundle, 2, predictor.uses_split_decoder), peak_gflops),
         "fidelity": _fidelity(bundle, target.backend, target.device, target.precision),
     }
 
 
 def bench_official_onnx(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, threads: int | None,
-                        peak_gflops: float | None) -> dict:
-    """fp32 encoder ONNX + the official-style decoder (in-graph upsampling), plain ORT session, numpy pre."""
-    import onnxruntime as ort
-
+                        peak_gflops: float | None, backend: str = "onnxruntime") -> dict:
+    """fp32 encoder ONNX + the official-style decoder (in-graph upsampling), a plain session of `backend`
+    (onnxruntime, or openvino: so samedge's OpenVINO rows meet the same graph on the same backend), numpy pre."""
     from ..export.rebuild import model_for_manifest
-    from .baselines import export_official_decoder, official_decoder_feeds
+    from .baselines import export_official_decoder, official_decoder_feeds, open_plain
     bundle = load_bundle(bundle_path, warn_random=False)
     m = bundle.manifest
     geom = processing.geometry_for(*image.shape[:2], m.image_size)
     with tempfile.TemporaryDirectory() as tmp:
         dec_path = export_official_decoder(model_for_manifest(m, cfg.checkpoint), Path(tmp) / "official_decoder.onnx",
                                            geom.original_hw, geom.input_hw)
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
         with PeakMemory() as mem:
             t0 = time.perf_counter()
-            enc = ort.InferenceSession(str(bundle.file(m.encoder)), opts, providers=["CPUExecutionProvider"])
-            dec = ort.InferenceSession(str(dec_path), opts, providers=["CPUExecutionProvider"])
+            enc, version = open_plain(bundle.file(m.encoder), backend, threads)
+            dec, _ = open_plain(dec_path, backend, threads)
             load_ms = (time.perf_counter() - t0) * 1e3
             x, _ = processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std)
             t0 = time.perf_counter()
-            embedding = enc.run(None, {"image": x})[0]
+            embedding = enc({"image": x})[0]
             first_encode = (time.perf_counter() - t0) * 1e3
             stages = {"preprocess": _stats(time_calls(
                 lambda: processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std), cfg.plan))}
-            stages["encoder"] = _stats(time_calls(lambda: enc.run(None, {"image": x}), cfg.plan))
+            stages["encoder"] = _stats(time_calls(lambda: enc({"image": x}), cfg.plan))
             first_predict = None
-            for kind in cfg.prompts:
-                kw = prompt_kwargs(kind, image.shape[:2])
+            previous = None
+            for kind in ("1pt", *[k for k in cfg.prompts if k != "1pt"]):
+                kw = prompt_kwargs(kind, image.shape[:2], previous)
                 if kind == "box":
                     b = processing.transform_boxes(kw["box"], geom).reshape(2, 2)
                     coords, labels = b[None], np.array([[2.0, 3.0]], np.float32)
@@ -241,30 +265,39 @@ def bench_official_onnx(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, 
                     pts = processing.transform_coords(kw["point_coords"], geom)
                     coords = np.concatenate([pts, np.zeros((1, 2))])[None].astype(np.float32)
                     labels = np.array([[1.0] * len(pts) + [-1.0]], np.float32)
-                feeds = official_decoder_feeds(embedding, coords.astype(np.float32), labels)
+                feeds = official_decoder_feeds(embedding, coords.astype(np.float32), labels, kw.get("mask_input"))
                 if first_predict is None:
                     t0 = time.perf_counter()
-                    dec.run(None, feeds)
+                    out = dec(feeds)
                     first_predict = (time.perf_counter() - t0) * 1e3
-                # the official graph returns full-size logits; the user thresholds them
-                stages[f"decoder_{kind}"] = _stats(time_calls(lambda: dec.run(None, feeds)[0] > 0, cfg.plan))
+                    previous = out[2][0, 1 + int(np.argmax(out[1][0, 1:])), None]  # best multimask low-res logits
+                if kind not in cfg.prompts:
+                    continue
+                # the official graph returns full-size logits; the user thresholds them: that is its predict()
+                stages[f"decoder_{kind}"] = _stats(time_calls(lambda: dec(feeds)[0] > 0, cfg.plan))
+                stages[f"predict_{kind}"] = stages[f"decoder_{kind}"]
             one = official_decoder_feeds(embedding, *_one_point(image, geom))
 
             def e2e():
                 xx, _ = processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std)
-                one["image_embeddings"] = enc.run(None, {"image": xx})[0]
-                return dec.run(None, one)[0] > 0
+                one["image_embeddings"] = enc({"image": xx})[0]
+                return dec(one)[0] > 0
             stages["end_to_end"] = _stats(time_calls(e2e, cfg.plan))
-            stages["prompt_1pt"] = stages["decoder_1pt"]
-    return {"id": f"{m.model_type}/baseline-official-onnx-fp32", "kind": "baseline-official-onnx",
+            if "decoder_1pt" in stages:
+                stages["prompt_1pt"] = stages["decoder_1pt"]
+    ov = backend == "openvino"
+    return {"id": f"{m.model_type}/baseline-official-{'openvino' if ov else 'onnx'}-fp32",
+            "kind": "baseline-official-openvino" if ov else "baseline-official-onnx",
             "model_type": m.model_type, "weights": m.weights.source, "bundle": str(bundle_path),
-            "bundle_precision": "fp32", "format": "onnx", "backend": "onnxruntime", "device": "cpu",
-            "precision_requested": None, "precision_used": "fp32", "executes_on": ["CPUExecutionProvider"],
-            "backend_version": ort.__version__, "threads": threads,
+            "bundle_precision": "fp32", "format": "onnx", "backend": backend, "device": "cpu",
+            "precision_requested": "f32" if ov else None, "precision_used": "f32" if ov else "fp32",
+            "executes_on": ["CPU"] if ov else ["CPUExecutionProvider"], "backend_version": version,
+            "threads": threads,
             "model_bytes": {"encoder": m.encoder.bytes, "decoders": dec_path_bytes(dec_path)},
             "cold_start_ms": {"load": load_ms, "first_encode": first_encode, "first_predict": first_predict},
             "memory_mib": {"before": mem.before_mib, "peak": mem.peak_mib, "peak_resettable": mem.resettable},
-            "stages": stages, "prompts_per_second": 1e3 / stages["decoder_1pt"]["p50"],
+            "stages": stages, "prompts_per_second": 1e3 / stages["decoder_1pt"]["p50"] if "decoder_1pt" in stages
+            else None,
             "roofline": _roofline(stages, _flops(bundle, 2), peak_gflops), "fidelity": None,
             "note": "decoder exported like segment-anything's scripts/export_onnx_model.py (SamOnnxModel: masks "
                     "upsampled to the image size inside the graph), orig_im_size fixed to the benchmark image"}
@@ -311,11 +344,20 @@ def bench_pytorch(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, thread
         x = ref.preprocess(image).to(device)
         stages = {"preprocess": _stats(time_calls(lambda: ref.preprocess(image), cfg.plan)),
                   "encoder": _stats(time_calls(lambda: (ref.sam.image_encoder(x), sync()), cfg.plan))}
-        for kind in cfg.prompts:  # predict() = prompt encoder + decoder + upsampling, as in SamPredictor
-            kw = prompt_kwargs(kind, image.shape[:2])
+        previous = None
+        for kind in ("1pt", *[k for k in cfg.prompts if k != "1pt"]):
+            kw = prompt_kwargs(kind, image.shape[:2], previous)
+            if previous is None:
+                _, iou, low = ref.predict(**prompt_kwargs("1pt", image.shape[:2]))
+                previous = low[int(np.argmax(iou)), None]
+            if kind not in cfg.prompts:
+                continue
+            # predict() = prompt encoder + decoder + upsampling, as in SamPredictor
             stages[f"decoder_{kind}"] = _stats(time_calls(lambda: ref.predict(**kw)[0] > 0, cfg.plan))
+            stages[f"predict_{kind}"] = stages[f"decoder_{kind}"]
         stages["end_to_end"] = _stats(time_calls(lambda: (ref.set_image(image), ref.predict(**one)), cfg.plan))
-        stages["prompt_1pt"] = stages["decoder_1pt"]
+        if "decoder_1pt" in stages:
+            stages["prompt_1pt"] = stages["decoder_1pt"]
     gpu = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     return {"id": f"{m.model_type}/baseline-pytorch-eager-fp32" + ("-cuda" if device == "cuda" else ""),
             "kind": "baseline-pytorch" if device == "cpu" else "baseline-pytorch-cuda",
@@ -326,7 +368,8 @@ def bench_pytorch(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, thread
             "backend_version": torch.__version__, "threads": torch.get_num_threads(), "model_bytes": None,
             "cold_start_ms": {"load": load_ms, "first_encode": first_encode, "first_predict": first_predict},
             "memory_mib": {"before": mem.before_mib, "peak": mem.peak_mib, "peak_resettable": mem.resettable},
-            "stages": stages, "prompts_per_second": 1e3 / stages["decoder_1pt"]["p50"],
+            "stages": stages, "prompts_per_second": 1e3 / stages["decoder_1pt"]["p50"] if "decoder_1pt" in stages
+            else None,
             "roofline": _roofline(stages, _flops(bundle, 2), peak_gflops), "fidelity": None}
 
 
@@ -363,9 +406,13 @@ def run_bench(targets: list[BenchTarget], cfg: BenchConfig, on_step=lambda s: No
                 unavailable.append({"id": f"{mt}/baselines", "reason": "no fp32 bundle of this model among the "
                                     "targets (the baselines are built from its fp32 ONNX graphs)"})
                 continue
-            for label, fn in (("baseline-official-onnx", bench_official_onnx), ("baseline-pytorch", bench_pytorch),
+            for label, fn in (("baseline-official-onnx", bench_official_onnx),
+                              ("baseline-official-openvino", partial(bench_official_onnx, backend="openvino")),
+                              ("baseline-pytorch", bench_pytorch),
                               ("baseline-pytorch-cuda", partial(bench_pytorch, device="cuda"))):
                 if label == "baseline-pytorch-cuda" and not any(t.device == "gpu" for t in targets):
+                    continue
+                if label == "baseline-official-openvino" and not any(t.backend == "openvino" for t in targets):
                     continue
                 on_step(f"{mt}/{label}")
                 try:
@@ -380,6 +427,10 @@ def run_bench(targets: list[BenchTarget], cfg: BenchConfig, on_step=lambda s: No
     return result
 
 
+SPEEDUP_STAGES = ("encoder", "predict_1pt", "predict_2pt", "predict_5pt", "predict_box", "predict_mask",
+                  "decoder_1pt", "end_to_end")
+
+
 def add_speedups(result: dict) -> None:
     """Each samedge run's p50 ratios against the baselines of the same model in the same file."""
     base = {(r["model_type"], r["kind"]): r for r in result["runs"] if r["kind"] != "samedge"}
@@ -387,10 +438,14 @@ def add_speedups(result: dict) -> None:
         if r["kind"] != "samedge":
             continue
         r["speedup"] = {}
-        for kind in ("baseline-official-onnx", "baseline-pytorch", "baseline-pytorch-cuda"):
+        for kind in ("baseline-official-onnx", "baseline-official-openvino", "baseline-pytorch",
+                     "baseline-pytorch-cuda"):
             b = base.get((r["model_type"], kind))
             if b is None:
                 continue
             r["speedup"][kind] = {stage: b["stages"][stage]["p50"] / r["stages"][stage]["p50"]
-                                  for stage in ("encoder", "decoder_1pt", "end_to_end")
-                                  if stage in b["stages"] and stage in r["stages"]}
+                                  for stage in SPEEDUP_STAGES if stage in b["stages"] and stage in r["stages"]}
+        # the fair pair: the official export on the same backend as this run
+        same = "baseline-official-openvino" if r["backend"] == "openvino" else "baseline-official-onnx"
+        if same in r["speedup"]:
+            r["speedup"]["official_same_backend"] = {"baseline": same, **r["speedup"][same]}

@@ -18,6 +18,19 @@ class EncoderGraph(nn.Module):
         return self.image_encoder(image)
 
 
+def embed_prompt_rows(pe_layer, point_embeddings, not_a_point: torch.Tensor, image_size: float,
+                      point_coords: torch.Tensor, point_labels: torch.Tensor) -> torch.Tensor:
+    """Prompt rows (B, N, 2) in the resized frame + labels (B, N) -> sparse embeddings (B, N, 256), as the
+    official prompt encoder builds them (label -1: not-a-point, 0/1: points, 2/3: box corners)."""
+    coords = (point_coords + 0.5) / image_size
+    emb = pe_layer.encode(coords)
+    labels = point_labels.unsqueeze(-1)
+    emb = emb * (labels != -1).to(emb.dtype) + not_a_point * (labels == -1).to(emb.dtype)
+    for i, weight in enumerate(point_embeddings):
+        emb = emb + weight * (labels == i).to(emb.dtype)
+    return emb
+
+
 class DecoderGraph(nn.Module):
     """Prompt rows (points, box corners, padding) + optional mask -> all four low-res masks and scores.
 
@@ -43,12 +56,8 @@ class DecoderGraph(nn.Module):
 
     def forward(self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor,
                 mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        coords = (point_coords + 0.5) / self.image_size
-        emb = self.pe_layer.encode(coords)
-        labels = point_labels.unsqueeze(-1)
-        emb = emb * (labels != -1).to(emb.dtype) + self.not_a_point * (labels == -1).to(emb.dtype)
-        for i, weight in enumerate(self.point_embeddings):
-            emb = emb + weight * (labels == i).to(emb.dtype)
+        emb = embed_prompt_rows(self.pe_layer, self.point_embeddings, self.not_a_point, self.image_size,
+                                point_coords, point_labels)
         has_mask = has_mask_input.reshape(1, 1, 1, 1)
         dense = has_mask * self.mask_downscaling(mask_input) + (1 - has_mask) * self.no_mask_embed.reshape(1, -1, 1, 1)
         return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, emb, dense)

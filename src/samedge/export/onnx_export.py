@@ -9,7 +9,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from ..contract import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
+from ..contract import (CONTEXT_INPUT, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT,
+                        PROMPT_INPUTS, PROMPT_MASK_INPUTS, PROMPT_OUTPUTS)
 from ..errors import ExportError
 from ..model_types import EMBEDDING_SHAPE, IMAGE_SIZE, LOW_RES_MASK_SIZE
 from ..models.sam import Sam
@@ -22,6 +23,7 @@ logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(loggin
 # Protobuf cannot hold a single file over 2 GiB; leave headroom for the graph itself.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 POINTS_DIM = "num_points"
+BATCH_DIM = "num_prompts"
 
 
 @dataclass(frozen=True)
@@ -96,5 +98,71 @@ def export_decoder(sam: Sam, path: Path, num_points: int | None, opset: int = 18
         dynamic = {"image_embeddings": None, "point_coords": {1: n}, "point_labels": {1: n},
                    "mask_input": None, "has_mask_input": None}
     _export(DecoderGraph(sam).eval(), args, path, DECODER_INPUTS, DECODER_OUTPUTS, opset, dynamic)
+    before, after, tool = _simplify(path, simplify)
+    return ExportedGraph(path, None, before, after, tool)
+
+
+def _named_arguments(module: torch.nn.Module, names: tuple[str, ...]) -> torch.nn.Module:
+    """A wrapper whose forward takes `names` as explicit arguments: torch.export matches dynamic_shapes
+    to a signature and cannot describe a *args tuple."""
+    wrapper = torch.nn.Module()
+    wrapper.inner = module
+    namespace: dict = {}
+    exec(f"def forward(self, {', '.join(names)}):\n    return self.inner({', '.join(names)})", namespace)
+    wrapper.forward = namespace["forward"].__get__(wrapper)
+    return wrapper
+
+
+def export_context(sam: Sam, path: Path, opset: int = 18, simplify: bool = True) -> ExportedGraph:
+    """The split decoder's per-image graph: image_embeddings -> context_00 .. (see split_decoder)."""
+    from .split_decoder import ContextGraph
+    graph = ContextGraph(sam).eval()
+    _export(graph, (torch.randn(*EMBEDDING_SHAPE),), path, [CONTEXT_INPUT], graph.output_names, opset)
+    before, after, tool = _simplify(path, simplify)
+    return ExportedGraph(path, None, before, after, tool)
+
+
+def static_prompt_decoder(dynamic: Path, path: Path, num_points: int) -> ExportedGraph:
+    """A static prompt graph (one prompt of num_points + 1 rows) from the dynamic one: the input dims fixed
+    and the shape arithmetic folded by onnxslim. The same operators as the dynamic graph, in a few seconds
+    instead of a second trace."""
+    import onnxslim
+
+    from ..bench.flops import fix_input_shapes
+    rows = num_points + 1
+    model = fix_input_shapes(onnx.load(str(dynamic)), {"point_coords": (1, rows, 2), "point_labels": (1, rows),
+                                                       "mask_input": (1, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE),
+                                                       "has_mask_input": (1,)})
+    before = len(model.graph.node)
+    slim = onnxslim.slim(model)
+    onnx.save_model(slim, str(path))
+    return ExportedGraph(path, None, before, len(slim.graph.node), f"onnxslim {onnxslim.__version__} (static)")
+
+
+def export_prompt_decoder(sam: Sam, path: Path, num_points: int | None, opset: int = 18,
+                          simplify: bool = True, with_mask: bool = False) -> ExportedGraph:
+    """The split decoder's per-prompt graph. num_points None: dynamic point rows and a dynamic batch of
+    prompts; K: static, one prompt of K + 1 rows (as export_decoder; static_prompt_decoder is faster).
+    with_mask: the variant that also takes mask_input / has_mask_input (a mask prior)."""
+    from .split_decoder import ContextGraph, PromptGraph
+    graph = PromptGraph(sam, with_mask).eval()
+    rows = 3 if num_points is None else num_points + 1
+    batch = 2 if num_points is None else 1
+    context_graph = ContextGraph(sam).eval()
+    with torch.no_grad():
+        context = dict(zip(context_graph.output_names, context_graph(torch.randn(*EMBEDDING_SHAPE))))
+    lead = PROMPT_MASK_INPUTS if with_mask else PROMPT_INPUTS
+    mask = (torch.randn(batch, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), torch.ones(batch)) if with_mask else ()
+    args = (torch.randint(0, IMAGE_SIZE, (batch, rows, 2)).float(),
+            torch.tensor([[1.0] * (rows - 1) + [-1.0]] * batch), *mask, *(context[n] for n in graph.context_names))
+    dynamic = None
+    if num_points is None:
+        n = torch.export.Dim(POINTS_DIM, min=1, max=1024)
+        b = torch.export.Dim(BATCH_DIM, min=1, max=4096)
+        dynamic = {"point_coords": {0: b, 1: n}, "point_labels": {0: b, 1: n},
+                   **({"mask_input": {0: b}, "has_mask_input": {0: b}} if with_mask else {}),
+                   **{name: None for name in graph.context_names}}
+    names = lead + graph.context_names
+    _export(_named_arguments(graph, names), args, path, names, PROMPT_OUTPUTS, opset, dynamic)
     before, after, tool = _simplify(path, simplify)
     return ExportedGraph(path, None, before, after, tool)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..artifacts import artifact_bytes, artifact_sha256
 from ..errors import BackendUnavailableError, ExportError
-from ..manifest import ConvertedGraphs, GraphInfo, Manifest
+from ..manifest import ConvertedGraphs, GraphInfo, Manifest, SplitDecoder
 
 log = logging.getLogger(__name__)
 SUBDIR = "openvino"
@@ -57,5 +57,9 @@ def convert_bundle_openvino(bundle_dir: Path, out_root: Path, manifest: Manifest
     ov = _ov()
     encoder = convert_graph(bundle_dir, out_root, manifest.encoder)
     decoders = tuple(convert_graph(bundle_dir, out_root, g) for g in manifest.decoders)
+    split = None
+    if manifest.split is not None:
+        split = SplitDecoder(convert_graph(bundle_dir, out_root, manifest.split.context),
+                             tuple(convert_graph(bundle_dir, out_root, g) for g in manifest.split.prompts))
     return ConvertedGraphs(encoder, decoders, {"tool": f"openvino {ov.__version__}", "source": "onnx",
-                                               "weights": "fp32 (compress_to_fp16=False)"})
+                                               "weights": "fp32 (compress_to_fp16=False)"}, split)

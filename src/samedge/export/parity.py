@@ -6,7 +6,7 @@ the reference's logits reproduces a trained model's too.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +38,12 @@ class ParityThresholds:
     max_score_error: float = 0.01
 
 
+def _clicks(kwargs: dict) -> int:
+    """Clicks of a prompt as the predictor counts them (a box counts as one)."""
+    points = kwargs.get("point_coords")
+    return (0 if points is None else len(points)) + (kwargs.get("box") is not None)
+
+
 def run_parity(sam, bundle_dir: Path, samples: list[SampleImage], thresholds: ParityThresholds,
                on_step: Callable[[str], None] = lambda s: None, backend: str = "onnxruntime", device: str = "cpu",
                options: SessionOptions | None = None) -> dict:
@@ -47,6 +53,10 @@ def run_parity(sam, bundle_dir: Path, samples: list[SampleImage], thresholds: Pa
     reference = TorchReferencePredictor(sam)
     predictor = SamPredictor(bundle, backend, device, options=options, embedding_cache_size=0)
     _, decoders = bundle.manifest.graphs_for(predictor.format)
+    split = bundle.manifest.split_for(predictor.format)
+    # every full decoder, then every split prompt graph: prompts without a mask prior on those without mask
+    # inputs, the whole prompt set (first passes without a prior) on those with
+    paths = [(g, None) for g in decoders] + [(None, g) for g in (split.prompts if split else ())]
     images, prompts = [], []
     for sample in samples:
         on_step(f"parity {sample.name}")
@@ -56,15 +66,24 @@ def run_parity(sam, bundle_dir: Path, samples: list[SampleImage], thresholds: Pa
         images.append({"image": sample.name, "shape": list(sample.rgb.shape),
                        "embedding_cosine": cosine(ref_emb, our_emb),
                        "embedding_max_abs_error": float(np.max(np.abs(ref_emb - our_emb)))})
-        for graph in decoders:
+        for full, prompt_graph in paths:
+            graph = full or prompt_graph
             if graph.num_points is None and predictor.static_decoders:
                 continue  # a static-shape device (NPU, CoreML) cannot run the dynamic decoder
-            predictor.pinned_decoder = graph
+            predictor.pinned_decoder, predictor.pinned_prompt_graph = full, prompt_graph
             plist = prompt_set(sample) if graph.num_points is None else static_prompts(sample, graph.num_points)
+            if prompt_graph is not None and not prompt_graph.takes_mask:
+                plist = [p for p in plist if not p.feed_previous_logits]
+            elif prompt_graph is not None:  # each prompt (on the graph without mask inputs), then refined
+                plist = [q for p in plist if not p.feed_previous_logits
+                         for q in (p, replace(p, name=p.name + "+prior", feed_previous_logits=True,
+                                              kwargs={**p.kwargs, "multimask_output": False}))]
             previous: dict[str, np.ndarray] = {}
             for prompt in plist:
                 row = compare_prompt(reference, predictor, prompt, previous)
-                prompts.append({"image": sample.name, "decoder": graph.file, **row})
+                used = predictor.decoder_graph(_clicks(prompt.kwargs), mask_input=prompt.feed_previous_logits)
+                prompts.append({"image": sample.name, "decoder": used.file, **row})
+        predictor.pinned_decoder = predictor.pinned_prompt_graph = None
     summary = {
         "min_mask_iou": min(p["mask_iou"] for p in prompts),
         "mean_mask_iou": float(np.mean([p["mask_iou"] for p in prompts])),

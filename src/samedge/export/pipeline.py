@@ -11,11 +11,12 @@ import onnx
 from ..artifacts import check_output_dir, staged_directory
 from ..contract import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
 from ..errors import ExportError, InputError, ParityError
-from ..manifest import GraphInfo, Manifest, TensorSpec, WeightsInfo
+from ..manifest import GraphInfo, Manifest, SplitDecoder, TensorSpec, WeightsInfo
 from ..model_types import (EMBEDDING_SHAPE, IMAGE_SIZE, LOW_RES_MASK_SIZE, MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD,
                            get_spec)
 from ..weights import download_checkpoint, sha256_of
-from .onnx_export import POINTS_DIM, ExportedGraph, export_decoder, export_encoder
+from .onnx_export import (POINTS_DIM, ExportedGraph, export_context, export_decoder, export_encoder,
+                          export_prompt_decoder, static_prompt_decoder)
 from ..data import NUM_SAMPLE_IMAGES
 from .parity import ParityThresholds, run_parity
 
@@ -36,6 +37,9 @@ class ExportConfig:
     parity_images: int = 3
     thresholds: ParityThresholds = field(default_factory=ParityThresholds)
     overwrite: bool = False
+    # The split decoder (a per-image context graph + per-prompt graphs for the same point counts as the
+    # decoders): what predict() runs for prompts without a mask prior. Off: every prompt runs the full decoder.
+    split_decoder: bool = True
     # Backend formats beside ONNX (always exported: every other format is converted from it or checked
     # against it): "openvino" (IR) and/or "coreml" (.mlpackage, static decoders = decoder_points).
     formats: tuple[str, ...] = ()
@@ -88,6 +92,8 @@ def _graph_info(role: str, exported: ExportedGraph, num_points: int | None = Non
     inputs, outputs = _io_specs(exported.path)
     expected_in = (ENCODER_INPUT,) if role == "encoder" else DECODER_INPUTS
     expected_out = (ENCODER_OUTPUT,) if role == "encoder" else DECODER_OUTPUTS
+    if role in ("context", "prompt"):  # checked as a pair by the manifest (_split_errors)
+        expected_in, expected_out = tuple(t.name for t in inputs), tuple(t.name for t in outputs)
     if tuple(t.name for t in inputs) != expected_in or tuple(t.name for t in outputs) != expected_out:
         raise ExportError(f"{exported.path.name} has inputs {[t.name for t in inputs]} and outputs "
                           f"{[t.name for t in outputs]}; the contract needs {expected_in} -> {expected_out}")
@@ -124,8 +130,8 @@ def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
     from ..data import sample_images
     extra = tuple(f for f in cfg.formats if f != "onnx")
     convert_label = "convert " + ",".join(extra)
-    steps = ["load model", "export encoder"] + [_decoder_label(k) for k in _decoder_variants(cfg)] + ["parity"] + (
-        [convert_label] if extra else [])
+    steps = ["load model", "export encoder"] + [_decoder_label(k) for k in _decoder_variants(cfg)] + (
+        ["export split decoder"] if cfg.split_decoder else []) + ["parity"] + ([convert_label] if extra else [])
     timings: dict[str, float] = {}
     with tqdm(total=len(steps), disable=not progress, desc=f"export {cfg.model_type}", unit="step") as bar, \
             staged_directory(cfg.out_dir) as work:
@@ -145,11 +151,12 @@ def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
             name = "decoder.onnx" if k is None else f"decoder_p{k}.onnx"
             decoders.append(step(_decoder_label(k), lambda k=k, name=name: _graph_info(
                 "decoder", export_decoder(sam, work / name, k, cfg.opset, cfg.simplify), k)))
+        split = step("export split decoder", lambda: _export_split(sam, work, cfg)) if cfg.split_decoder else None
         manifest = Manifest(
             model_type=get_spec(cfg.model_type).name, weights=weights, image_size=IMAGE_SIZE,
             pixel_mean=PIXEL_MEAN, pixel_std=PIXEL_STD, mask_threshold=MASK_THRESHOLD,
             low_res_mask_size=LOW_RES_MASK_SIZE, embedding_shape=EMBEDDING_SHAPE, precision="fp32",
-            encoder=encoder, decoders=tuple(decoders),
+            encoder=encoder, decoders=tuple(decoders), split=split,
             export={"exporter": "torch.onnx (dynamo)", "opset": cfg.opset, "versions": _versions(),
                     "dynamic_points_dim": POINTS_DIM, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         manifest.write(work)
@@ -168,6 +175,21 @@ def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
             manifest = replace(manifest, export={**manifest.export, "seconds": timings})
             manifest.write(work)
     return manifest
+
+
+def _export_split(sam, work: Path, cfg: ExportConfig) -> SplitDecoder:
+    """context.onnx + prompt.onnx (dynamic) / prompt_pK.onnx (static), for the decoders' point counts."""
+    context = _graph_info("context", export_context(sam, work / "context.onnx", cfg.opset, cfg.simplify))
+    prompts = []
+    for stem, with_mask in (("prompt", False), ("prompt_mask", True)):  # without / with a mask prior
+        dynamic = export_prompt_decoder(sam, work / f"{stem}.onnx", None, cfg.opset, cfg.simplify, with_mask)
+        if cfg.dynamic_decoder:
+            prompts.append(_graph_info("prompt", dynamic))
+        prompts += [_graph_info("prompt", static_prompt_decoder(dynamic.path, work / f"{stem}_p{k}.onnx", k), k)
+                    for k in sorted(set(cfg.decoder_points))]
+        if not cfg.dynamic_decoder:  # traced dynamic only to derive the static ones
+            dynamic.path.unlink()
+    return SplitDecoder(context, tuple(prompts))
 
 
 def _decoder_label(k: int | None) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..artifacts import artifact_bytes, artifact_sha256, check_output_dir, staged_directory
 from ..bundle import load_bundle
 from ..errors import InputError, ParityError
-from ..manifest import ConvertedGraphs, GraphInfo, Manifest
+from ..manifest import ConvertedGraphs, GraphInfo, Manifest, SplitDecoder
 from ..runtimes import backend_for_format
 from .calibration import CalibrationSet, decoder_inputs, encoder_inputs
 from .fidelity import PredictorSide, QuantThresholds, TorchSide, measure
@@ -92,6 +92,18 @@ class _Feeds:
         return list(decoder_inputs(self.embeddings, g.graph_point_rows, self.method.prompts_per_image))
 
 
+def _carry_split(method, source, work: Path):
+    """The source's split decoder, copied unchanged into the variant where the decoder is not quantized (it
+    is then the same fp32 computation); None where it is: an fp32 split beside int8 decoders would answer
+    prompts with other weights than the variant's decoder."""
+    split = source.manifest.split
+    if split is None or "decoder" in method.graphs:
+        return None
+    for g in split.graphs():
+        shutil.copy2(source.file(g), work / g.file)
+    return split
+
+
 def _quantize_onnx(method, source, work: Path, feeds: _Feeds, bar) -> tuple[Manifest, dict]:
     from . import ort_quantize
     m = source.manifest
@@ -107,7 +119,7 @@ def _quantize_onnx(method, source, work: Path, feeds: _Feeds, bar) -> tuple[Mani
         new_graphs.append(_graph_info(g, dst))
         bar.update(1)
     return replace(m, precision=method.precision, encoder=new_graphs[0], decoders=tuple(new_graphs[1:]),
-                   converted={}), ops
+                   converted={}, split=_carry_split(method, source, work)), ops
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -129,6 +141,7 @@ def _quantize_openvino(method, source, work: Path, feeds: _Feeds, bar) -> tuple[
     from . import ov_quantize
     m = source.manifest
     _copy_onnx(source, work)
+    split = _carry_split(method, source, work)
     graphs, ops = [], {}
     for g in (m.encoder, *m.decoders):
         bar.set_postfix_str(g.file)
@@ -142,9 +155,12 @@ def _quantize_openvino(method, source, work: Path, feeds: _Feeds, bar) -> tuple[
         graphs.append(info)
         bar.update(1)
     import openvino
+    ov_split = None if split is None else SplitDecoder(
+        openvino_convert.convert_graph(source.path, work, split.context),
+        tuple(openvino_convert.convert_graph(source.path, work, g) for g in split.prompts))
     conv = ConvertedGraphs(graphs[0], tuple(graphs[1:]), {"tool": f"openvino {openvino.__version__}",
-                                                          "source": "onnx"})
-    return replace(m, converted={"openvino": conv}), ops
+                                                          "source": "onnx"}, ov_split)
+    return replace(m, converted={"openvino": conv}, split=split), ops
 
 
 def _quantize_coreml(method, source, work: Path, feeds: _Feeds, sam, bar):
@@ -157,6 +173,7 @@ def _quantize_coreml(method, source, work: Path, feeds: _Feeds, sam, bar):
         raise InputError("CoreML needs static decoders: this bundle has none; pass decoder_points "
                          "(--decoder-points) or export with --decoder-points")
     _copy_onnx(source, work)
+    split = _carry_split(method, source, work)  # ONNX only: CoreML packages have no split decoder yet
     bar.set_postfix_str("compress (PyTorch)")
     compressed = coreml_quantize.compress(sam, method)
     compressing = compressed is not sam
@@ -172,7 +189,7 @@ def _quantize_coreml(method, source, work: Path, feeds: _Feeds, sam, bar):
             coreml_quantize.quantize_activations_macos(work / g.file, method, feeds.for_graph(g))
     ops = {g.file: coreml_quantize.count_ops(work / g.file) for g in (conv.encoder, *conv.decoders)}
     bar.update(len(m.decoders) + 1)
-    return replace(m, converted={"coreml": conv}), ops, compressed
+    return replace(m, converted={"coreml": conv}, split=split), ops, compressed
 
 
 def _openvino_fp32(source, tmp: Path):
@@ -180,7 +197,8 @@ def _openvino_fp32(source, tmp: Path):
     if "openvino" in source.manifest.converted:
         return source
     from ..export import openvino_convert
-    for g in (source.manifest.encoder, *source.manifest.decoders):
+    split = source.manifest.split
+    for g in (source.manifest.encoder, *source.manifest.decoders, *(split.graphs() if split else ())):
         link_or_copy(source.file(g), tmp / g.file)  # a bundle may not hold symlinks out of itself
     conv = openvino_convert.convert_bundle_openvino(source.path, tmp, source.manifest)
     replace(source.manifest, converted={"openvino": conv}).write(tmp)

@@ -1,0 +1,359 @@
+"""SAM's mask decoder split into a per-image graph and a per-prompt graph, exact up to float rounding.
+
+Why: without a mask prior, the decoder's 4096 image tokens start as embedding + no-mask embedding, the same
+for every prompt of an image. Afterwards they change only by attention to the T prompt tokens (T = 5 output
+tokens + point rows): each image->token attention adds sum_h S_h (V_h W_o,h), a rank <= 8T update, and each
+LayerNorm rescales every token by its own scalar. So at every stage the image tokens are
+
+    X = c * (E * g) + C @ B          (per token n: c[n] a scalar, C[n] a short coefficient row)
+
+with E the image embedding (4096 x 256, per image), g a fixed vector (the product of the LayerNorm gains so
+far), and B a few prompt-dependent or fixed 256-vectors. Every fixed linear map M applied to X (the K/V/Q
+projections, the first transposed conv) splits into c * (E g M), computed once per image by ContextGraph, plus
+C @ (B M), which is prompt-sized. LayerNorm statistics come from the same pieces (means, squared norms, Gram
+matrices). PromptGraph never touches a 4096 x 256 x 128 product: per prompt it costs about a third of the
+full decoder (bench's FLOP count; see tests/test_split_decoder.py).
+
+ContextGraph: image_embeddings (1, 256, 64, 64) -> context_00 .. context_K: every per-image product.
+PromptGraph: point_coords (B, N, 2), point_labels (B, N), context_00 .. -> low_res_masks (B, 4, 256, 256),
+iou_predictions (B, 4), exactly as DecoderGraph without a mask prior (mask_input prompts use DecoderGraph).
+Which products exist is recorded by running the prompt computation once at construction: one source of truth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..models.sam import Sam
+from .graphs import embed_prompt_rows
+
+class _Context:
+    """Per-image products by key. Recording: computes them from E (1, n, 256) and keeps each one's function.
+    Reading: takes them from the context graph's outputs, in recording order."""
+
+    def __init__(self, embedding_tokens: torch.Tensor | None = None,
+                 tensors: dict[str, torch.Tensor] | None = None) -> None:
+        self.E = embedding_tokens
+        self.tensors = tensors
+        self.recorded: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+
+    def get(self, key: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        if self.tensors is not None:
+            return self.tensors[key]
+        self.recorded.setdefault(key, fn)
+        return fn(self.E)
+
+
+@dataclass
+class _Block:
+    """Part of X: coefficients (B|1, r, n) times rows (B|1, r, 256). rows = F (r, 256) for a fixed block, or,
+    for an attention block, per head G (B, H, T, d) @ F (H, d, 256), flattened head-major. F comes from
+    the weights; coefficients are kept token-last, the layout the products below need."""
+    name: str
+    coef: torch.Tensor
+    F: torch.Tensor
+    G: torch.Tensor | None = None
+
+    def rows(self) -> torch.Tensor:
+        if self.G is None:
+            return self.F.unsqueeze(0)
+        b, h, t, d = self.G.shape
+        return (self.G @ self.F.unsqueeze(0)).reshape(b, h * t, -1)
+
+    def scaled(self, coef_scale: torch.Tensor, gain: torch.Tensor) -> "_Block":
+        return _Block(self.name, self.coef * coef_scale, self.F * gain, self.G)
+
+
+@dataclass
+class _ImageTokens:
+    """X = c * (E * g) + sum_k blocks[k].coef^T @ blocks[k].rows(); c (B, 1, n), None meaning 1. `tag` names
+    the stage so context keys are unique."""
+    tag: str
+    g: torch.Tensor
+    blocks: list[_Block] = field(default_factory=list)
+    c: torch.Tensor | None = None
+
+    def stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All blocks at once: coefficients (B, R, n) and rows (B, R, 256)."""
+        coefs = [blk.coef for blk in self.blocks]
+        rows = [blk.rows() for blk in self.blocks]
+        batch = max(t.shape[0] for t in coefs + rows)
+        return (torch.cat([t.expand(batch, -1, -1) for t in coefs], dim=1),
+                torch.cat([t.expand(batch, -1, -1) for t in rows], dim=1))
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    b, t, c = x.shape
+    return x.reshape(b, t, heads, c // heads).transpose(1, 2)  # (B, H, T, d)
+
+
+def _per_head(x: torch.Tensor, heads: int, token_last: bool) -> torch.Tensor:
+    """(1, n, H*d) -> (1, H, d, n) if token_last else (1, H, n, d)."""
+    one, n, hd = x.shape
+    x = x.reshape(one, n, heads, hd // heads)
+    return x.permute(0, 2, 3, 1) if token_last else x.transpose(1, 2)
+
+
+class _Engine(nn.Module):
+    """The prompt-side computation; `ctx` supplies per-image products (recorded or read)."""
+
+    def __init__(self, sam: Sam, with_mask: bool = False) -> None:
+        super().__init__()
+        pe = sam.prompt_encoder
+        self.with_mask = with_mask
+        self.mask_downscaling = pe.mask_downscaling
+        self.pe_layer = pe.pe_layer
+        self.image_size = float(pe.input_image_size[0])
+        self.not_a_point = pe.not_a_point_embed.weight
+        self.point_embeddings = nn.ParameterList(e.weight for e in pe.point_embeddings)
+        self.no_mask_embed = pe.no_mask_embed.weight
+        self.mask_decoder = sam.mask_decoder
+        pe_tokens = pe.get_dense_pe().detach().flatten(2).transpose(1, 2)  # (1, n, 256)
+        self.dim = pe_tokens.shape[-1]
+        self.tokens = pe_tokens.shape[1]
+        # Constant per model, (1, H, d, n): (pe @ W^T + b) of every projection of (image tokens + pe).
+        self._pe_proj_names = []
+        for name, attn in self._image_side_attentions():
+            proj = attn.k_proj if "token_to_image" in name else attn.q_proj
+            value = pe_tokens @ proj.weight.detach().T + proj.bias.detach()
+            self.register_buffer(f"pe_proj_{len(self._pe_proj_names)}",
+                                 _per_head(value, attn.num_heads, token_last=True).contiguous())
+            self._pe_proj_names.append(name)
+
+    def _image_side_attentions(self):
+        t = self.mask_decoder.transformer
+        out = []
+        for i, layer in enumerate(t.layers):
+            out += [(f"layers.{i}.cross_attn_token_to_image", layer.cross_attn_token_to_image),
+                    (f"layers.{i}.cross_attn_image_to_token", layer.cross_attn_image_to_token)]
+        out.append(("final_attn_token_to_image", t.final_attn_token_to_image))
+        return out
+
+    def _pe_proj(self, name: str) -> torch.Tensor:
+        return getattr(self, f"pe_proj_{self._pe_proj_names.index(name)}")
+
+    # -- operations on image tokens --------------------------------------------------------------
+    def _project_dot(self, ctx: _Context, X: _ImageTokens, proj: nn.Linear, vecs: torch.Tensor, name: str,
+                     key: str) -> torch.Tensor:
+        """((X + pe) @ W^T + b) per head, dotted with vecs (B, H, T, d) -> (B, H, T, n)."""
+        W, heads, g = proj.weight, vecs.shape[1], X.g
+        ew = ctx.get(f"{X.tag}:{key}", lambda E: _per_head((E * g) @ W.T, heads, token_last=True))  # (1, H, d, n)
+        out = vecs @ ew
+        if X.c is not None:
+            out = out * X.c.unsqueeze(1)
+        out = out + vecs @ self._pe_proj(name)
+        coef, rows = X.stacked()
+        m = rows @ W.T  # (B, R, H*d)
+        b, r, _ = m.shape
+        m = m.reshape(b, r, heads, -1).permute(0, 2, 3, 1)  # (B, H, d, R)
+        return out + (vecs @ m) @ coef.unsqueeze(1)
+
+    def _weighted_sum(self, ctx: _Context, X: _ImageTokens, proj: nn.Linear, S: torch.Tensor,
+                      key: str) -> torch.Tensor:
+        """sum_n S[b, h, t, n] * (X @ W^T + b)[n, head h] -> (B, H, T, d); each S row sums to 1."""
+        W, heads, g = proj.weight, S.shape[1], X.g
+        ew = ctx.get(f"{X.tag}:{key}", lambda E: _per_head((E * g) @ W.T, heads, token_last=False))  # (1, H, n, d)
+        weights = S if X.c is None else S * X.c.unsqueeze(1)
+        out = weights @ ew
+        coef, rows = X.stacked()
+        m = rows @ W.T
+        b, r, _ = m.shape
+        m = m.reshape(b, r, heads, -1).transpose(1, 2)  # (B, H, R, d)
+        out = out + (S @ coef.transpose(1, 2).unsqueeze(1)) @ m
+        return out + proj.bias.reshape(heads, -1)[None, :, None, :]
+
+    def _e_dot(self, ctx: _Context, X: _ImageTokens, blk: _Block) -> torch.Tensor:
+        """blk.rows() @ (E * g)^T -> (B|1, r, n), from a per-image product with the block's fixed part."""
+        g, F = X.g, blk.F
+        key = f"{X.tag}:dot:{blk.name}"
+        if blk.G is None:
+            return ctx.get(key, lambda E: F @ (E * g).transpose(1, 2))
+        h, d, _ = F.shape
+        ew = ctx.get(key, lambda E: _per_head((E * g) @ F.reshape(h * d, -1).T, h, token_last=True))  # (1, H, d, n)
+        b, _, t, _ = blk.G.shape
+        return (blk.G @ ew).reshape(b, h * t, -1)
+
+    def _layer_norm(self, ctx: _Context, X: _ImageTokens, norm: nn.LayerNorm, tag: str) -> _ImageTokens:
+        """LayerNorm of every image token, from means, squared norms and Gram matrices of X's pieces."""
+        g, dim = X.g, self.dim
+        mean_p = ctx.get(f"{X.tag}:mean", lambda E: (E * g).mean(-1).unsqueeze(1))  # (1, 1, n)
+        sq_p = ctx.get(f"{X.tag}:sq", lambda E: ((E * g) ** 2).sum(-1).unsqueeze(1))
+        coef, rows = X.stacked()  # (B, R, n), (B, R, 256)
+        mean = rows.mean(-1).unsqueeze(1) @ coef
+        cross = torch.cat([self._e_dot(ctx, X, blk).expand(coef.shape[0], -1, -1) for blk in X.blocks], dim=1)
+        if X.c is not None:
+            cross = cross * X.c
+        # |c E g + coef^T rows|^2 = c^2 |E g|^2 + sum_r coef_r (2 (E g . rows_r) c + (Gram coef)_r);
+        # the sum over r as a product with ones (a reduction over a middle axis is slow)
+        terms = (2 * cross + (rows @ rows.transpose(1, 2)) @ coef) * coef
+        mixed = torch.ones_like(terms[:, :, :1]).transpose(1, 2) @ terms
+        if X.c is None:
+            mean, sq = mean + mean_p, sq_p + mixed
+        else:
+            mean, sq = mean + mean_p * X.c, sq_p * X.c * X.c + mixed
+        inv = torch.rsqrt(sq / dim - mean * mean + norm.eps)  # (B, 1, n)
+        gamma, beta = norm.weight, norm.bias
+        blocks = [blk.scaled(inv, gamma) for blk in X.blocks]
+        blocks.append(_Block(f"{tag}.center", -mean * inv, gamma.reshape(1, -1)))
+        blocks.append(_Block(f"{tag}.beta", torch.ones_like(inv), beta.reshape(1, -1)))
+        return _ImageTokens(tag, g * gamma, blocks, inv if X.c is None else X.c * inv)
+
+    def _token_to_image(self, ctx, attn, queries_with_pe: torch.Tensor, X: _ImageTokens, name: str):
+        qp = _heads(attn.q_proj(queries_with_pe), attn.num_heads)
+        d = qp.shape[-1]
+        logits = self._project_dot(ctx, X, attn.k_proj, qp, name, f"{name}.k") / (d ** 0.5)
+        out = self._weighted_sum(ctx, X, attn.v_proj, logits.softmax(dim=-1), f"{name}.v")
+        b, h, t, _ = out.shape
+        return attn.out_proj(out.transpose(1, 2).reshape(b, t, h * d))
+
+    def _image_to_token(self, ctx, attn, X: _ImageTokens, keys_with_pe: torch.Tensor, values: torch.Tensor,
+                        name: str) -> _ImageTokens:
+        kt = _heads(attn.k_proj(keys_with_pe), attn.num_heads)
+        vt = _heads(attn.v_proj(values), attn.num_heads)
+        heads, d = kt.shape[1], kt.shape[-1]
+        logits = self._project_dot(ctx, X, attn.q_proj, kt, name, f"{name}.q") / (d ** 0.5)
+        S = logits.softmax(dim=2)  # over the prompt tokens: (B, H, T, n)
+        b, _, t, n = S.shape
+        wo = attn.out_proj.weight  # (256, H*d)
+        F = wo.T.reshape(heads, d, wo.shape[0])
+        ones = torch.ones_like(S[:, 0, :1, :])  # (B, 1, n)
+        blocks = X.blocks + [_Block(f"{name}.out", S.reshape(b, heads * t, n), F, vt),
+                             _Block(f"{name}.bias", ones, attn.out_proj.bias.reshape(1, -1))]
+        return _ImageTokens(X.tag, X.g, blocks, X.c)
+
+    def _masks(self, ctx: _Context, X: _ImageTokens, hyper: torch.Tensor) -> torch.Tensor:
+        """output_upscaling + the hypernetwork product, hyper (B, M, 32) -> masks (B, M, 256, 256).
+
+        Both transposed convs (2x2, stride 2) map each input pixel to its own 2x2 block, and LayerNorm2d,
+        GELU and the hypernetwork product work per pixel, so everything stays token-major (channels
+        last: LayerNorm over the last axis, plain matmuls) and only the M-channel result is rearranged
+        into the image. Same arithmetic as the modules, without a pixel shuffle of 64- or 32-channel maps."""
+        conv1, norm, act1, conv2, act2 = self.mask_decoder.output_upscaling
+        cin, c1 = conv1.weight.shape[:2]
+        W1 = conv1.weight.permute(0, 2, 3, 1).reshape(cin, 4 * c1)  # columns (a, b, out)
+        g = X.g
+        y = ctx.get(f"{X.tag}:upscale", lambda E: (E * g) @ W1)  # (1, n, 4*c1)
+        if X.c is not None:
+            y = y * X.c.transpose(1, 2)
+        coef, rows = X.stacked()
+        y = y + coef.transpose(1, 2) @ (rows @ W1) + conv1.bias.repeat(4)
+        b, n, _ = y.shape
+        y = act1(nn.functional.layer_norm(y.reshape(b, n * 4, c1), (c1,), norm.weight, norm.bias, norm.eps))
+        c2 = conv2.weight.shape[1]
+        W2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)  # columns (a', b', out)
+        z = act2(y @ W2 + conv2.bias.repeat(4)).reshape(b, n * 16, c2)
+        masks = z @ hyper.transpose(1, 2)  # (B, n*16, M): rows (i, j, a, b, a', b')
+        side, m = int(round(n ** 0.5)), hyper.shape[1]
+        masks = masks.reshape(b, side, side, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return masks.reshape(b, m, side * 4, side * 4)  # row 4i + 2a + a', column 4j + 2b + b'
+
+    def _initial_blocks(self, mask_input: torch.Tensor | None, has_mask_input: torch.Tensor | None,
+                        like: torch.Tensor) -> list[_Block]:
+        """The dense prompt embedding added to every image token: the no-mask embedding, or (with a mask
+        prior) mask_downscaling(mask): its last layer is a 1x1 conv from 16 channels, so per token it is
+        m16[n] @ W16 + b16, a rank-16 term with fixed rows W16."""
+        ones = torch.ones(1, 1, self.tokens, dtype=like.dtype)
+        no_mask = self.no_mask_embed.reshape(1, -1)
+        if not self.with_mask:
+            return [_Block("no_mask", ones, no_mask)]
+        last = self.mask_downscaling[-1]
+        m16 = self.mask_downscaling[:-1](mask_input)  # (B, 16, 64, 64)
+        b = m16.shape[0]
+        has = has_mask_input.reshape(-1, 1, 1).to(like.dtype)
+        return [_Block("mask", m16.reshape(b, m16.shape[1], -1) * has, last.weight[:, :, 0, 0].T),
+                _Block("mask_bias", ones * has, last.bias.reshape(1, -1)),
+                _Block("no_mask", ones * (1 - has), no_mask)]
+
+    def forward(self, ctx: _Context, point_coords: torch.Tensor, point_labels: torch.Tensor,
+                mask_input: torch.Tensor | None = None,
+                has_mask_input: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        md = self.mask_decoder
+        sparse = embed_prompt_rows(self.pe_layer, self.point_embeddings, self.not_a_point, self.image_size,
+                                   point_coords, point_labels)
+        b = sparse.shape[0]
+        output_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+        tokens = torch.cat([output_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
+        X = _ImageTokens("x0", torch.ones_like(self.no_mask_embed[0]),
+                         self._initial_blocks(mask_input, has_mask_input, sparse))
+        queries, query_pe = tokens, tokens
+        for i, layer in enumerate(md.transformer.layers):
+            if layer.skip_first_layer_pe:
+                queries = layer.self_attn(queries, queries, queries)
+            else:
+                q = queries + query_pe
+                queries = queries + layer.self_attn(q, q, queries)
+            queries = layer.norm1(queries)
+            name = f"layers.{i}.cross_attn_token_to_image"
+            queries = layer.norm2(queries + self._token_to_image(ctx, layer.cross_attn_token_to_image,
+                                                                 queries + query_pe, X, name))
+            queries = layer.norm3(queries + layer.mlp(queries))
+            X = self._image_to_token(ctx, layer.cross_attn_image_to_token, X, queries + query_pe, queries,
+                                     f"layers.{i}.cross_attn_image_to_token")
+            X = self._layer_norm(ctx, X, layer.norm4, f"x{i + 1}")
+        t = md.transformer
+        queries = t.norm_final_attn(queries + self._token_to_image(ctx, t.final_attn_token_to_image,
+                                                                   queries + query_pe, X, "final_attn_token_to_image"))
+        iou = md.iou_prediction_head(queries[:, 0, :])
+        mask_tokens = queries[:, 1:1 + md.num_mask_tokens, :]
+        hyper = torch.stack([mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1)
+        return self._masks(ctx, X, hyper), iou
+
+
+def _record_context(engine: _Engine) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
+    ctx = _Context(embedding_tokens=torch.zeros(1, engine.tokens, engine.dim))
+    mask = (torch.zeros(1, 1, 256, 256), torch.ones(1)) if engine.with_mask else ()
+    with torch.no_grad():
+        engine(ctx, torch.zeros(1, 2, 2), torch.tensor([[1.0, -1.0]]), *mask)
+    return list(ctx.recorded.items())
+
+
+def context_names(count: int) -> tuple[str, ...]:
+    """The context tensors' graph names, in order: context_00, context_01, ..."""
+    return tuple(f"context_{i:02d}" for i in range(count))
+
+
+def _context_keys(sam: Sam) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
+    """Every per-image product either prompt graph reads (without and with a mask prior), in first-use order."""
+    items: dict = {}
+    for with_mask in (False, True):
+        for key, fn in _record_context(_Engine(sam, with_mask)):
+            items.setdefault(key, fn)
+    return list(items.items())
+
+
+class ContextGraph(nn.Module):
+    """(1, 256, 64, 64) image embedding -> the per-image products the prompt graphs read, as separate
+    tensors (context_00 ...; separate because slicing one packed tensor costs a copy per prompt)."""
+
+    def __init__(self, sam: Sam) -> None:
+        super().__init__()
+        self.engine = _Engine(sam, with_mask=True)  # holds the parameters the products use
+        self.items = _context_keys(sam)
+        self.output_names = context_names(len(self.items))
+
+    def forward(self, image_embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        E = image_embeddings.flatten(2).transpose(1, 2)  # (1, 4096, 256)
+        return tuple(fn(E).contiguous() for _, fn in self.items)
+
+
+class PromptGraph(nn.Module):
+    """point rows (B, N, 2), (B, N) [, mask_input (B, 1, 256, 256), has_mask_input (B,) or (1,)] + the context
+    tensors it reads -> low_res_masks (B, 4, 256, 256), iou_predictions (B, 4): DecoderGraph's outputs.
+    with_mask False: prompts without a mask prior only (the cheaper graph)."""
+
+    def __init__(self, sam: Sam, with_mask: bool = False) -> None:
+        super().__init__()
+        self.engine = _Engine(sam, with_mask)
+        all_keys = [key for key, _ in _context_keys(sam)]
+        mine = {key for key, _ in _record_context(self.engine)}
+        self.keys = [k for k in all_keys if k in mine]
+        names = dict(zip(all_keys, context_names(len(all_keys))))
+        self.context_names = tuple(names[k] for k in self.keys)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lead = 4 if self.engine.with_mask else 2
+        context = _Context(tensors=dict(zip(self.keys, inputs[lead:])))
+        return self.engine(context, *inputs[:lead])

@@ -1,0 +1,171 @@
+"""The split decoder (per-image context graph + per-prompt graph): exact against the full decoder, a third of
+its work per prompt, wired through bundles, predictor and bench."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from samedge import SamPredictor
+from samedge.bench.flops import graph_flops
+from samedge.bundle import load_bundle
+from samedge.errors import BundleError
+from samedge.export.graphs import DecoderGraph
+from samedge.export.split_decoder import ContextGraph, PromptGraph
+
+
+def _rows(batch: int, clicks: int, box: bool, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    coords = torch.rand(batch, clicks + 1 + box, 2, generator=g) * 1024
+    labels = torch.randint(0, 2, (batch, clicks + 1 + box), generator=g).float()
+    if box:
+        labels[:, -2:] = torch.tensor([2.0, 3.0])
+    else:
+        labels[:, -1] = -1.0
+        coords[:, -1] = 0.0
+    return coords, labels
+
+
+@pytest.mark.parametrize("clicks,box", [(1, False), (2, False), (5, False), (0, True), (2, True)])
+def test_prompt_graph_equals_the_full_decoder(tiny_model, clicks, box):
+    full, context, prompt = DecoderGraph(tiny_model).eval(), ContextGraph(tiny_model).eval(), PromptGraph(tiny_model).eval()
+    emb = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(clicks))
+    coords, labels = _rows(3, clicks, box, seed=10 + clicks)
+    with torch.no_grad():
+        masks, iou = prompt(coords, labels, *context(emb))  # a batch of 3 prompts on one image
+        for i in range(3):
+            ref_masks, ref_iou = full(emb, coords[i:i + 1], labels[i:i + 1], torch.zeros(1, 1, 256, 256),
+                                      torch.zeros(1))
+            scale = ref_masks.abs().max()
+            assert (masks[i] - ref_masks[0]).abs().max() <= 1e-5 * scale
+            assert (iou[i] - ref_iou[0]).abs().max() <= 1e-5
+            assert ((masks[i] > 0) == (ref_masks[0] > 0)).float().mean() > 0.9999
+
+
+def test_split_graphs_do_a_third_of_the_work_per_prompt(tiny_bundle):
+    """Counted the same way for both (bench's analytic count, ConvTranspose included)."""
+    m = load_bundle(tiny_bundle, warn_random=False).manifest
+    assert m.split is not None
+    for clicks in (1, 2, 5):
+        shapes = {"point_coords": (1, clicks + 1, 2), "point_labels": (1, clicks + 1)}
+        full = graph_flops(tiny_bundle / "decoder.onnx", shapes)
+        split = graph_flops(tiny_bundle / "prompt.onnx", shapes)
+        assert full["unresolved_nodes"] == split["unresolved_nodes"] == 0
+        assert split["total"] <= full["total"] / (3 if clicks == 1 else 2), (clicks, split, full)
+    # the static graphs derived from the dynamic one count the same
+    shapes = {"point_coords": (1, 2, 2), "point_labels": (1, 2)}
+    assert graph_flops(tiny_bundle / "prompt_p1.onnx", {})["total"] == graph_flops(tiny_bundle / "prompt.onnx",
+                                                                                   shapes)["total"]
+
+
+def _prompts(hw):
+    h, w = hw
+    return [dict(point_coords=np.array([[w * 0.4, h * 0.5]]), point_labels=np.array([1])),
+            dict(point_coords=np.array([[w * 0.4, h * 0.5], [w * 0.7, h * 0.2]]), point_labels=np.array([1, 0]),
+                 multimask_output=False),
+            dict(point_coords=np.array([[w * 0.1 * i + 5, h * 0.15 * i + 5] for i in range(5)]),
+                 point_labels=np.array([1, 1, 0, 1, 0]), multimask_output=False),
+            dict(box=np.array([w * 0.2, h * 0.2, w * 0.8, h * 0.9]), multimask_output=False),
+            dict(point_coords=np.array([[w * 0.3, h * 0.3]]), point_labels=np.array([1]),
+                 box=np.array([w * 0.1, h * 0.1, w * 0.6, h * 0.6]), multimask_output=False)]
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_predictor_gives_the_full_decoders_results(multi_bundle, samples, backend):
+    split = SamPredictor(multi_bundle, backend, embedding_cache_size=0)
+    full = SamPredictor(multi_bundle, backend, embedding_cache_size=0, split_decoder=False)
+    assert split.uses_split_decoder and not full.uses_split_decoder
+    image = samples[0].rgb
+    split.set_image(image)
+    full.set_image(image)
+    assert split.current.context is not None and full.current.context is None
+    for prompt in _prompts(image.shape[:2]):
+        assert split.decoder_graph(1).role == "prompt" and full.decoder_graph(1).role == "decoder"
+        m1, s1, l1 = split.predict(**prompt)
+        m2, s2, l2 = full.predict(**prompt)
+        assert (m1 == m2).mean() > 0.9999
+        np.testing.assert_allclose(s1, s2, atol=1e-4)
+        np.testing.assert_allclose(l1, l2, atol=1e-4 * max(1.0, np.abs(l2).max()))
+    # a mask prior runs on the split decoder's mask variant
+    prior = l1[:1]
+    graph = split.decoder_graph(1, mask_input=True)
+    assert graph.role == "prompt" and graph.takes_mask and not split.decoder_graph(1).takes_mask
+    for clicks in (1, 2, 3):
+        kwargs = dict(point_coords=np.array([[50.0 + 30 * i, 60.0 + 20 * i] for i in range(clicks)]),
+                      point_labels=np.ones(clicks), mask_input=prior, multimask_output=clicks == 1)
+        m1, s1, l1 = split.predict(**kwargs)
+        m2, s2, l2 = full.predict(**kwargs)
+        assert (m1 == m2).mean() > 0.9999
+        np.testing.assert_allclose(s1, s2, atol=1e-4)
+        np.testing.assert_allclose(l1, l2, atol=1e-4 * max(1.0, np.abs(l2).max()))
+
+
+def test_context_runs_once_per_image_and_is_cached(tiny_bundle, samples):
+    p = SamPredictor(tiny_bundle, embedding_cache_size=2)
+    calls = []
+    session = p.sessions["context"]
+    run = session.run
+    session.run = lambda feeds: calls.append(1) or run(feeds)
+    image = samples[0].rgb
+    p.set_image(image)
+    for _ in range(3):
+        p.predict(point_coords=np.array([[30, 40]]), point_labels=np.array([1]))
+    p.set_image(image)  # a cache hit brings its context along
+    assert len(calls) == 1 and p.current.from_cache and p.current.context is not None
+    assert all(not v.flags.writeable for v in p.current.context.values())
+    # an embedding set from outside gets its context computed from that embedding, not taken from elsewhere
+    p.set_image_embedding(p.get_image_embedding(), p.geometry)
+    assert len(calls) == 2
+
+
+def test_dynamic_prompt_graph_runs_a_batch_of_prompts(tiny_bundle, samples):
+    """One call, B prompts (the shape segment-everything needs): the same as B single calls."""
+    p = SamPredictor(tiny_bundle)
+    p.set_image(samples[0].rgb)
+    session = p._decoder_session(p.bundle.prompt_graph_for(None))
+    rng = np.random.default_rng(0)
+    coords = rng.uniform(0, 1000, (6, 2, 2)).astype(np.float32)
+    labels = np.tile(np.array([[1.0, -1.0]], np.float32), (6, 1))
+    context = {name: p.current.context[name] for name in session.input_names[2:]}
+    batch = session.run({"point_coords": coords, "point_labels": labels, **context})
+    for i in range(6):
+        one = session.run({"point_coords": coords[i:i + 1], "point_labels": labels[i:i + 1], **context})
+        np.testing.assert_allclose(batch["low_res_masks"][i], one["low_res_masks"][0], atol=1e-4)
+        np.testing.assert_allclose(batch["iou_predictions"][i], one["iou_predictions"][0], atol=1e-5)
+
+
+def test_manifest_split_entries_are_validated(tiny_bundle, tmp_path):
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    path = b / "manifest.json"
+    good = json.loads(path.read_text())
+    for edit, words in [
+        (lambda d: d["split"]["prompts"][0]["inputs"].reverse(), "split prompt graph"),
+        (lambda d: d["split"]["prompts"][0]["inputs"][3].update(name="context_99"), "split prompt graph"),
+        (lambda d: d["split"]["context"].update(role="decoder"), "role 'context'"),
+        (lambda d: d["split"].update(prompts=[]), "split"),
+        (lambda d: d["split"]["prompts"][1].update(file="../outside.onnx"), "split.prompts.1.file"),
+    ]:
+        d = json.loads(json.dumps(good))
+        edit(d)
+        path.write_text(json.dumps(d))
+        with pytest.raises(BundleError, match=words):
+            load_bundle(b, warn_random=False)
+    # a context tensor dropped from a prompt graph's entry loads (a graph may read a subset) but the graph no
+    # longer matches it: refused when the session opens, before it is fed
+    d = json.loads(json.dumps(good))
+    d["split"]["prompts"][0]["inputs"].pop()
+    path.write_text(json.dumps(d))
+    p = SamPredictor(b)
+    with pytest.raises(BundleError, match="not the one exported"):
+        p.set_image(np.zeros((32, 32, 3), np.uint8))
+        p.predict(point_coords=np.full((5, 2), 5.0), point_labels=np.ones(5))  # 5 clicks: the dynamic graph
+    # a bundle without a split decoder (as before 2026-12) still loads and predicts on the full decoder
+    d = json.loads(json.dumps(good))
+    d.pop("split")
+    path.write_text(json.dumps(d))
+    p = SamPredictor(b)
+    assert not p.uses_split_decoder
