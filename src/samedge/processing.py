@@ -12,6 +12,10 @@ numbers as the two-step resize (up to float rounding) in a single pass.
 """
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
@@ -159,6 +163,41 @@ def postprocess_masks(low_res_logits: np.ndarray, geom: ImageGeometry) -> np.nda
     size = low.shape[-1]
     my = _axis_map(size, geom.model_size, geom.input_hw[0], geom.original_hw[0], low.dtype.name)
     mx = _axis_map(size, geom.model_size, geom.input_hw[1], geom.original_hw[1], low.dtype.name)
+    out = np.empty((*low.shape[:-2], my.shape[0], mx.shape[0]), low.dtype)
+    blocks = _row_blocks(my.shape[0], out.size)
+
+    def rows(block: slice) -> None:
+        out[..., block, :] = np.matmul(np.matmul(my[block], low), mx.T)
     with single_threaded_blas():
-        return np.matmul(np.matmul(my, low), mx.T)
+        if len(blocks) == 1:
+            rows(blocks[0])
+        else:  # numpy releases the GIL in matmul: the row blocks run on all cores, each on one BLAS thread
+            list(_pool().map(rows, blocks))
+    return out
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="samedge-upsample")
+        return _POOL
+
+
+def _workers() -> int:
+    try:
+        return max(1, min(len(os.sched_getaffinity(0)), 8))
+    except AttributeError:  # not Linux
+        return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _row_blocks(height: int, size: int) -> list[slice]:
+    """Output rows split into one block per core; one block for small outputs (threads cost ~50 us each)."""
+    n = _workers() if size >= 200_000 else 1
+    step = -(-height // n)
+    return [slice(i, min(i + step, height)) for i in range(0, height, step)]
 
