@@ -12,7 +12,7 @@ import torch
 from samedge import SamPredictor
 from samedge.bench.flops import graph_flops
 from samedge.bundle import load_bundle
-from samedge.errors import BundleError
+from samedge.errors import BundleError, InputError
 from samedge.export.graphs import DecoderGraph
 from samedge.export.split_decoder import ContextGraph, PromptGraph
 
@@ -169,3 +169,36 @@ def test_manifest_split_entries_are_validated(tiny_bundle, tmp_path):
     path.write_text(json.dumps(d))
     p = SamPredictor(b)
     assert not p.uses_split_decoder
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_predict_batch_equals_single_predicts(tiny_bundle, samples, split):
+    """One batched call (split decoder) or one call per prompt (full decoder): the results of B predict()s."""
+    p = SamPredictor(tiny_bundle, split_decoder=split)
+    image = samples[0].rgb
+    p.set_image(image)
+    h, w = image.shape[:2]
+    rng = np.random.default_rng(3)
+    pts = rng.uniform([0, 0], [w, h], (4, 2, 2))
+    labels = np.array([[1, 0], [1, 1], [0, 1], [1, 1]])
+    boxes = np.array([[10, 20, 200, 300], [50, 60, 400, 350], [0, 0, w, h], [100, 100, 120, 140]], float)
+    _, _, low = p.predict(point_coords=pts[0, :1], point_labels=labels[0, :1])
+    priors = np.repeat(low[:1][None], 4, axis=0)  # (4, 1, 256, 256)
+    for kwargs, multimask in [(dict(point_coords=pts, point_labels=labels), True),
+                              (dict(boxes=boxes), False),
+                              (dict(point_coords=pts[:, :1], point_labels=labels[:, :1], boxes=boxes), False),
+                              (dict(point_coords=pts, point_labels=labels, mask_input=priors), False)]:
+        masks, scores, lows = p.predict_batch(**kwargs, multimask_output=multimask)
+        assert masks.shape == (4, 3 if multimask else 1, h, w) and masks.dtype == bool
+        for i in range(4):
+            one = {k: (v[i] if k != "boxes" else v[i]) for k, v in kwargs.items()}
+            if "boxes" in one:
+                one["box"] = one.pop("boxes")
+            m1, s1, l1 = p.predict(**one, multimask_output=multimask)
+            assert (masks[i] == m1).mean() > 0.9999
+            np.testing.assert_allclose(scores[i], s1, atol=1e-4)
+            np.testing.assert_allclose(lows[i], l1, atol=1e-4 * max(1.0, np.abs(l1).max()))
+    with pytest.raises(InputError, match="same batch size"):
+        p.predict_batch(point_coords=pts, point_labels=labels[:3])
+    with pytest.raises(InputError, match=r"\(B, N, 2\)"):
+        p.predict_batch(point_coords=pts[0], point_labels=labels[0])

@@ -306,6 +306,58 @@ class SamPredictor:
             masks = masks > m.mask_threshold
         return masks, scores, low_res
 
+    def predict_batch(self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
+                      boxes: np.ndarray | None = None, mask_input: np.ndarray | None = None,
+                      multimask_output: bool = True,
+                      return_logits: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """B prompts on the current image at once, like the official predict_torch (in original-image
+        coordinates, as predict() takes them): point_coords (B, N, 2) with point_labels (B, N), and/or boxes
+        (B, 4), mask_input (B, 1, 256, 256). Returns masks (B, C, H, W) bool (float32 logits with
+        return_logits), scores (B, C), low-res logits (B, C, 256, 256); C = 3 with multimask_output, else 1.
+
+        The same results as B predict() calls: one call of the split decoder's dynamic prompt graph where the
+        bundle has it and the device takes dynamic shapes; otherwise one graph call per prompt."""
+        check_flag(multimask_output, "multimask_output")
+        check_flag(return_logits, "return_logits")
+        current = self._require_image()
+        m = self.bundle.manifest
+        given = {name: np.asarray(v) for name, v in (("point_coords", point_coords), ("point_labels", point_labels),
+                                                      ("boxes", boxes), ("mask_input", mask_input)) if v is not None}
+        if "point_coords" not in given and "boxes" not in given:
+            raise InputError("give at least one prompt: point_coords (B, N, 2) with point_labels (B, N), and/or "
+                             "boxes (B, 4)")
+        sizes = {name: v.shape[0] if v.ndim else None for name, v in given.items()}
+        if len(set(sizes.values())) != 1 or None in sizes.values() or next(iter(sizes.values())) < 1:
+            raise InputError(f"every prompt array needs the same batch size B >= 1 as its first axis, got "
+                             f"{ {k: list(v.shape) for k, v in given.items()} }")
+        batch = next(iter(sizes.values()))
+        if "point_coords" in given and given["point_coords"].ndim != 3:
+            raise InputError(f"point_coords must be (B, N, 2) for predict_batch, got {list(given['point_coords'].shape)}")
+        rows = [self._prompt_rows(None if point_coords is None else given["point_coords"][i],
+                                  None if point_labels is None else given["point_labels"][i],
+                                  None if boxes is None else given["boxes"][i], current.geometry) for i in range(batch)]
+        coords, labels = np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
+        masks = None
+        if mask_input is not None:
+            masks = np.stack([check_mask_input(mk, m.low_res_mask_size) for mk in given["mask_input"]])
+        graph = None if self._static_decoders or self._context is None or self.pinned_decoder is not None else \
+            self.bundle.prompt_graph_for(None, self.format, mask=masks is not None)
+        if graph is not None:
+            session = self._decoder_session(graph)
+            feeds = self._feeds(graph, session, current, coords, labels, masks)
+            if masks is not None:
+                feeds["has_mask_input"] = np.ones(batch, np.float32)
+            out = session.run(feeds)
+            low_res, scores = out[session.output_names[0]], out[session.output_names[1]]
+        else:
+            parts = [self._decode(current, coords[i:i + 1], labels[i:i + 1], None if masks is None else masks[i:i + 1])
+                     for i in range(batch)]
+            low_res, scores = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        sl = slice(1, None) if multimask_output else slice(0, 1)
+        low_res, scores = low_res[:, sl], scores[:, sl]
+        full = processing.postprocess_masks(low_res, current.geometry)
+        return (full if return_logits else full > m.mask_threshold), scores, low_res
+
     @staticmethod
     def _prompt_rows(point_coords, point_labels, box, geometry) -> tuple[np.ndarray, np.ndarray]:
         """User prompts -> decoder rows in the resized frame: points, then box corners (2, 3), or a

@@ -46,8 +46,9 @@ def markdown(result: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     for u in result["unavailable"]:
         lines.append(f"| {u['id']} | unavailable: {u['reason']} |" + " |" * 8)
-    lines += ["", "Breakdown (graphs alone; decoder = the graph predict() runs: the split decoder's prompt graph "
-              "where the bundle has one, the full decoder for mask prompts):", "",
+    lines += ["", "Breakdown (graphs alone; decoder = the graph predict() runs for that prompt, named in the JSON's "
+              "decoder_graphs_used: the split decoder's prompt graphs where the bundle has them; context = the split "
+              "decoder's per-image graph, run in set_image):", "",
               "| run | preproc | encoder | context (per image) | decoder 1pt / 2pt / 5pt / box / mask | postproc 3 masks "
               "| decoder GFLOP per prompt (full decoder) | encoder vs official fp32 ONNX | encoder GFLOP/s (% peak) "
               "| cold start: load + 1st encode | peak MiB | mean IoU vs fp32 |",
