@@ -206,6 +206,14 @@ def _static(dim: int | str) -> int | None:
     return dim if isinstance(dim, int) else None
 
 
+def _point_rows_errors(where: str, g: GraphInfo, coords: TensorSpec) -> list[str]:
+    """point_coords must be (B, rows, 2), with num_points + 1 rows in a static graph."""
+    rows = _static(coords.shape[1]) if len(coords.shape) == 3 else -1
+    if rows == -1 or (g.num_points is not None and rows is not None and rows != g.num_points + 1):
+        return [f"{where}: point_coords shape {list(coords.shape)} does not fit num_points {g.num_points}"]
+    return []
+
+
 def _consistency_errors(m: Manifest) -> list[str]:
     """What the schema cannot say: roles, contract names, shapes against image_size, unique files."""
     errors = []
@@ -248,10 +256,7 @@ def _consistency_errors(m: Manifest) -> list[str]:
                 errors.append(f"{fmt} decoder {g.file}: I/O {list(names_in)} -> {list(names_out)}, the contract is "
                               f"{list(DECODER_INPUTS)} -> {list(DECODER_OUTPUTS)}")
                 continue
-            rows = _static(g.inputs[1].shape[1]) if len(g.inputs[1].shape) == 3 else -1
-            if rows == -1 or (g.num_points is not None and rows is not None and rows != g.num_points + 1):
-                errors.append(f"{fmt} decoder {g.file}: point_coords shape {list(g.inputs[1].shape)} does not fit "
-                              f"num_points {g.num_points}")
+            errors += _point_rows_errors(f"{fmt} decoder {g.file}", g, g.inputs[1])
             mask = g.inputs[3].shape
             if len(mask) != 4 or any(_static(d) not in (None, m.low_res_mask_size) for d in mask[2:]):
                 errors.append(f"{fmt} decoder {g.file}: mask_input shape {list(mask)} is not low_res_mask_size "
@@ -284,10 +289,7 @@ def _split_errors(fmt: str, split: SplitDecoder) -> list[str]:
                           f"{[t.name for t in g.outputs]}; needs role 'prompt', {lead} + context tensors of "
                           f"{ctx.file} in its order -> {list(DECODER_OUTPUTS)}")
             continue
-        rows = _static(g.inputs[0].shape[1]) if len(g.inputs[0].shape) == 3 else -1
-        if rows == -1 or (g.num_points is not None and rows is not None and rows != g.num_points + 1):
-            errors.append(f"{fmt} split prompt graph {g.file}: point_coords shape {list(g.inputs[0].shape)} does not "
-                          f"fit num_points {g.num_points}")
+        errors += _point_rows_errors(f"{fmt} split prompt graph {g.file}", g, g.inputs[0])
         shapes = {t.name: t.shape for t in ctx.outputs}
         if any(tuple(t.shape) != tuple(shapes[t.name]) for t in g.inputs[len(lead):]):
             errors.append(f"{fmt} split prompt graph {g.file}: context input shapes differ from the context graph's")
