@@ -37,8 +37,8 @@ class SamPredictor:
     samedge.runtimes.selection for what auto prefers). encoder_device / decoder_device override device
     for one graph. embedding_cache_size: how many image embeddings to keep (LRU by image content; 0 off).
     split_decoder: with a bundle that has one (export/split_decoder.py), run the decoder's per-image part
-    once in set_image and only the per-prompt part in predict() (prompts with a mask_input, and bundles
-    without it, use the full decoder). False: the full decoder for every prompt.
+    once in set_image and only the per-prompt part in predict(), with or without a mask_input (formats and
+    point counts with no split graph use the full decoder). False: the full decoder for every prompt.
     """
 
     def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", device: str = "cpu", *,
