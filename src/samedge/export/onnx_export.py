@@ -139,15 +139,14 @@ def static_prompt_decoder(dynamic: Path, path: Path, num_points: int) -> Exporte
     return ExportedGraph(path, None, before, len(slim.graph.node), f"onnxslim {onnxslim.__version__} (static)")
 
 
-def export_prompt_decoder(sam: Sam, path: Path, num_points: int | None, opset: int = 18,
-                          simplify: bool = True, with_mask: bool = False) -> ExportedGraph:
-    """The split decoder's per-prompt graph. num_points None: dynamic point rows and a dynamic batch of
-    prompts; K: static, one prompt of K + 1 rows (as export_decoder; static_prompt_decoder is faster).
-    with_mask: the variant that also takes mask_input / has_mask_input (a mask prior)."""
+def export_prompt_decoder(sam: Sam, path: Path, opset: int = 18, simplify: bool = True,
+                          with_mask: bool = False) -> ExportedGraph:
+    """The split decoder's dynamic per-prompt graph: dynamic point rows and a dynamic batch of prompts (its
+    static variants come from static_prompt_decoder). with_mask: the variant that also takes mask_input /
+    has_mask_input (a mask prior)."""
     from .split_decoder import ContextGraph, PromptGraph
     graph = PromptGraph(sam, with_mask).eval()
-    rows = 3 if num_points is None else num_points + 1
-    batch = 2 if num_points is None else 1
+    rows, batch = 3, 2
     context_graph = ContextGraph(sam).eval()
     with torch.no_grad():
         context = dict(zip(context_graph.output_names, context_graph(torch.randn(*EMBEDDING_SHAPE))))
@@ -155,13 +154,11 @@ def export_prompt_decoder(sam: Sam, path: Path, num_points: int | None, opset: i
     mask = (torch.randn(batch, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), torch.ones(batch)) if with_mask else ()
     args = (torch.randint(0, IMAGE_SIZE, (batch, rows, 2)).float(),
             torch.tensor([[1.0] * (rows - 1) + [-1.0]] * batch), *mask, *(context[n] for n in graph.context_names))
-    dynamic = None
-    if num_points is None:
-        n = torch.export.Dim(POINTS_DIM, min=1, max=1024)
-        b = torch.export.Dim(BATCH_DIM, min=1, max=4096)
-        dynamic = {"point_coords": {0: b, 1: n}, "point_labels": {0: b, 1: n},
-                   **({"mask_input": {0: b}, "has_mask_input": {0: b}} if with_mask else {}),
-                   **{name: None for name in graph.context_names}}
+    n = torch.export.Dim(POINTS_DIM, min=1, max=1024)
+    b = torch.export.Dim(BATCH_DIM, min=1, max=4096)
+    dynamic = {"point_coords": {0: b, 1: n}, "point_labels": {0: b, 1: n},
+               **({"mask_input": {0: b}, "has_mask_input": {0: b}} if with_mask else {}),
+               **{name: None for name in graph.context_names}}
     names = lead + graph.context_names
     _export(_named_arguments(graph, names), args, path, names, PROMPT_OUTPUTS, opset, dynamic)
     before, after, tool = _simplify(path, simplify)

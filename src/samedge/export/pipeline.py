@@ -182,7 +182,7 @@ def _export_split(sam, work: Path, cfg: ExportConfig) -> SplitDecoder:
     context = _graph_info("context", export_context(sam, work / "context.onnx", cfg.opset, cfg.simplify))
     prompts = []
     for stem, with_mask in (("prompt", False), ("prompt_mask", True)):  # without / with a mask prior
-        dynamic = export_prompt_decoder(sam, work / f"{stem}.onnx", None, cfg.opset, cfg.simplify, with_mask)
+        dynamic = export_prompt_decoder(sam, work / f"{stem}.onnx", cfg.opset, cfg.simplify, with_mask)
         if cfg.dynamic_decoder:
             prompts.append(_graph_info("prompt", dynamic))
         prompts += [_graph_info("prompt", static_prompt_decoder(dynamic.path, work / f"{stem}_p{k}.onnx", k), k)

@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..contract import CONTEXT_OUTPUT_PREFIX
 from ..models.sam import Sam
 from .graphs import embed_prompt_rows
 
@@ -312,7 +313,7 @@ def _record_context(engine: _Engine) -> list[tuple[str, Callable[[torch.Tensor],
 
 def context_names(count: int) -> tuple[str, ...]:
     """The context tensors' graph names, in order: context_00, context_01, ..."""
-    return tuple(f"context_{i:02d}" for i in range(count))
+    return tuple(f"{CONTEXT_OUTPUT_PREFIX}{i:02d}" for i in range(count))
 
 
 def _context_keys(sam: Sam) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
