@@ -317,9 +317,24 @@ class SamPredictor:
 
         The same results as B predict() calls: one call of the split decoder's dynamic prompt graph where the
         bundle has it and the device takes dynamic shapes; otherwise one graph call per prompt."""
-        check_flag(multimask_output, "multimask_output")
         check_flag(return_logits, "return_logits")
         current = self._require_image()
+        low_res, scores = self._decode_batch(current, point_coords, point_labels, boxes, mask_input, multimask_output)
+        full = processing.postprocess_masks(low_res, current.geometry)
+        return (full if return_logits else full > self.bundle.manifest.mask_threshold), scores, low_res
+
+    def decode_batch(self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
+                     boxes: np.ndarray | None = None, mask_input: np.ndarray | None = None,
+                     multimask_output: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """predict_batch without the upsampling: low-res logits (B, C, 256, 256) and scores (B, C). Callers
+        that filter on the scores first (segment everything) upsample only what survives
+        (processing.postprocess_masks with .geometry)."""
+        return self._decode_batch(self._require_image(), point_coords, point_labels, boxes, mask_input,
+                                  multimask_output)
+
+    def _decode_batch(self, current: ImageEmbedding, point_coords, point_labels, boxes, mask_input,
+                      multimask_output: bool) -> tuple[np.ndarray, np.ndarray]:
+        check_flag(multimask_output, "multimask_output")
         m = self.bundle.manifest
         given = {name: np.asarray(v) for name, v in (("point_coords", point_coords), ("point_labels", point_labels),
                                                       ("boxes", boxes), ("mask_input", mask_input)) if v is not None}
@@ -354,9 +369,7 @@ class SamPredictor:
                      for i in range(batch)]
             low_res, scores = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         sl = slice(1, None) if multimask_output else slice(0, 1)
-        low_res, scores = low_res[:, sl], scores[:, sl]
-        full = processing.postprocess_masks(low_res, current.geometry)
-        return (full if return_logits else full > m.mask_threshold), scores, low_res
+        return low_res[:, sl], scores[:, sl]
 
     @staticmethod
     def _prompt_rows(point_coords, point_labels, box, geometry) -> tuple[np.ndarray, np.ndarray]:
