@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install samedge with export, OpenVINO, CoreML-conversion, quantization (NNCF), plotting and
-# test dependencies. Idempotent.
+# Create .venv and install samedge with export, OpenVINO, CoreML-conversion, quantization (NNCF), plotting,
+# segment-everything (pycocotools) and test dependencies. Idempotent.
 # torch is installed first and pinned: an unpinned torch would pull gigabytes of CUDA wheels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ fi
 # whatever was released since); pyproject.toml keeps ranges for library users.
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt)
 "${PIP[@]}" "torch==2.13.0"
-"${PIP[@]}" -e ".[export,openvino,coreml,quantize,report,apps,dev]"
+"${PIP[@]}" -e ".[export,openvino,coreml,quantize,report,everything,apps,dev]"
 # The upstream check (tests/test_upstream.py): Meta's segment-anything 1.0 itself, without its torchvision
 # dependency (no CPU build of it loads beside this torch; the tests bring a minimal shim).
 "${PIP[@]}" --no-deps "segment-anything==1.0"

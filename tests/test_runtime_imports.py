@@ -1,4 +1,5 @@
-"""The runtime path (package, predictor, processing, every backend module) never imports torch."""
+"""The runtime path (package, predictor, processing, segment everything, every backend module) never imports
+torch."""
 from __future__ import annotations
 
 import subprocess
@@ -18,6 +19,11 @@ def test_runtime_path_does_not_import_torch(tiny_bundle):
         p.set_image(np.zeros((40, 60, 3), np.uint8))
         masks, scores, low = p.predict(np.array([[10.0, 10.0]]), np.array([1]))
         assert masks.shape == (3, 40, 60)
+        from samedge import SamAutomaticMaskGenerator  # segment everything is runtime path too
+        records = SamAutomaticMaskGenerator(p, points_per_side=2, pred_iou_thresh=0, stability_score_thresh=0,
+                                            output_mode="coco_rle", min_mask_region_area=5).generate(
+            np.zeros((40, 60, 3), np.uint8))
+        assert all(set(r) >= {"segmentation", "bbox", "crop_box"} for r in records)
         leaked = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
         print("LEAKED" if leaked else "CLEAN", leaked[:5])
     """)

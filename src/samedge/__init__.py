@@ -9,7 +9,7 @@ from .errors import (BackendUnavailableError, BundleError, CheckpointError, Down
 
 __version__ = "0.1.0"
 
-__all__ = ["SamPredictor", "load_bundle", "SamEdgeError", "InputError", "BundleError", "ManifestVersionError",
+__all__ = ["SamPredictor", "SamAutomaticMaskGenerator", "load_bundle", "SamEdgeError", "InputError", "BundleError", "ManifestVersionError",
            "CheckpointError", "DownloadError", "ExportError", "ParityError", "BackendUnavailableError",
            "__version__"]
 
@@ -19,6 +19,9 @@ def __getattr__(name: str):
     if name == "SamPredictor":
         from .predictor import SamPredictor
         return SamPredictor
+    if name == "SamAutomaticMaskGenerator":
+        from .everything import SamAutomaticMaskGenerator
+        return SamAutomaticMaskGenerator
     if name == "load_bundle":
         from .bundle import load_bundle
         return load_bundle

@@ -1,4 +1,4 @@
-"""Command line: `samedge export | convert | fidelity | devices | run`."""
+"""Command line: `samedge export | convert | fidelity | quantize | bench | demo | devices | run | everything`."""
 from __future__ import annotations
 
 import argparse
@@ -208,6 +208,28 @@ def build_parser() -> argparse.ArgumentParser:
     dv = sub.add_parser("devices", help="every backend x device usable here, and why not for the rest")
     dv.add_argument("--json", action="store_true")
 
+    ev = sub.add_parser("everything", help="segment everything (the official automatic mask generator): an overlay "
+                        "PNG and a COCO JSON per image")
+    ev.add_argument("image", help="an image file, a folder of images (resumable: finished images are skipped), or "
+                    "sample:voc / sample:arc2017")
+    ev.add_argument("--bundle", type=Path, required=True)
+    ev.add_argument("--out", type=Path, required=True, help="output folder: <stem>.everything.png / .json")
+    ev.add_argument("--points-per-side", type=int, default=32)
+    ev.add_argument("--points-per-batch", type=int, default=64)
+    ev.add_argument("--pred-iou-thresh", type=float, default=0.88)
+    ev.add_argument("--stability-score-thresh", type=float, default=0.95)
+    ev.add_argument("--stability-score-offset", type=float, default=1.0)
+    ev.add_argument("--box-nms-thresh", type=float, default=0.7)
+    ev.add_argument("--crop-n-layers", type=int, default=0)
+    ev.add_argument("--crop-n-points-downscale-factor", type=int, default=1)
+    ev.add_argument("--min-mask-region-area", type=int, default=0)
+    ev.add_argument("--output-mode", choices=("coco_rle", "uncompressed_rle"), default="coco_rle",
+                    help="RLE in the JSON: compressed (needs pycocotools) or uncompressed counts")
+    ev.add_argument("--fast", action="store_true", help="skip grid points inside masks already found (NOT exact: "
+                    "its recall of exact-mode masks is measured by benchmarks/everything.py)")
+    ev.add_argument("--no-progress", action="store_true")
+    _add_backend_args(ev)
+
     run = sub.add_parser("run", help="segment an image with a bundle and write an overlay PNG and the mask")
     run.add_argument("image", help="an image file, or sample:voc / sample:arc2017 for a built-in real photo")
     run.add_argument("--bundle", type=Path, required=True)
@@ -229,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore", RandomWeightsWarning)  # the logger already says it, once
     try:
         commands = {"export": _export, "convert": _convert, "fidelity": _fidelity, "devices": _devices, "run": _run,
-                    "quantize": _quantize, "quantize-report": _quantize_report, "bench": _bench,
+                    "everything": _everything, "quantize": _quantize, "quantize-report": _quantize_report, "bench": _bench,
                     "demo": _demo}
         return commands[args.command](args)
     except ParityError as exc:
@@ -524,6 +546,46 @@ def _run(args) -> int:
     print(f"ran on {predictor.backend} {predictor.encoder_device} ({', '.join(info.executes_on)}, "
           f"precision {precision})")
     return 0
+
+
+def _everything(args) -> int:
+    from tqdm import tqdm
+
+    from .everything import SamAutomaticMaskGenerator
+    from .everything.folder import list_images, run_folder
+    from .predictor import SamPredictor
+    sample = args.image.startswith("sample:")
+    images = [Path(args.image.split(":", 1)[1] + ".png")] if sample else list_images(Path(args.image))
+    params = dict(points_per_side=args.points_per_side, points_per_batch=args.points_per_batch,
+                  pred_iou_thresh=args.pred_iou_thresh, stability_score_thresh=args.stability_score_thresh,
+                  stability_score_offset=args.stability_score_offset, box_nms_thresh=args.box_nms_thresh,
+                  crop_n_layers=args.crop_n_layers, crop_n_points_downscale_factor=args.crop_n_points_downscale_factor,
+                  min_mask_region_area=args.min_mask_region_area, output_mode=args.output_mode)
+    SamAutomaticMaskGenerator(None, **params)  # bad parameters fail before any model is loaded
+    predictor = SamPredictor(args.bundle, args.backend, args.device, threads=args.threads, precision=args.precision,
+                             embedding_cache_size=0)
+    generator = SamAutomaticMaskGenerator(predictor, **params, fast=args.fast)
+    random_weights = predictor.bundle.manifest.weights.is_random
+    if random_weights:
+        log.warning("bundle %s has RANDOM weights: the masks are meaningless (the timings are real)", args.bundle)
+    load = (lambda p: load_image(args.image)) if sample else (lambda p: load_image(str(p)))
+    with tqdm(total=len(images), unit="image", disable=args.no_progress or len(images) == 1) as bar, \
+            tqdm(unit="prompt", disable=args.no_progress, leave=False) as prompts:
+        result = run_folder(generator, images, args.out, load, compressed=args.output_mode == "coco_rle",
+                            random_weights=random_weights, on_image=lambda p: bar.update(1),
+                            on_prompts=prompts.update)
+    for name in result.done:
+        print(f"{name}: {result.seconds[name]:.1f} s -> {args.out}")
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} image(s) already done in {args.out}")
+    for name, why in result.failed.items():
+        print(f"FAILED {name}: {why.splitlines()[0]}", file=sys.stderr)
+    if generator.last_stats is not None and result.done:
+        st = generator.last_stats
+        print(f"last image: {st.prompts} prompts, {st.candidates} candidates -> {st.after_pred_iou} after predicted "
+              f"IoU -> {st.after_stability} after stability -> {st.after_box_nms} after box NMS -> {st.masks} masks"
+              + (" (RANDOM weights)" if random_weights else ""))
+    return 1 if result.failed else 0
 
 
 if __name__ == "__main__":
