@@ -1,0 +1,206 @@
+#!/usr/bin/env python
+"""Segment everything, timed per image on a real photo, with its same-run baselines and its exactness check:
+
+- official: Meta's SamAutomaticMaskGenerator (segment-anything 1.0) in PyTorch eager, on the same weights (the
+  torchvision it imports is the test-only shim in tests/upstream_shim: this script is a benchmark, not runtime);
+- samedge exact on every backend given (filter on predicted IoU before any mask is upsampled);
+- samedge exact done the straightforward way (upscale_first: every candidate upsampled to full size, as the
+  official code does);
+- samedge fast mode (not exact), with its recall of exact-mode masks at mask IoU >= 0.9.
+
+Each row: seconds per image (median of --repeats), stage breakdown, candidates left after each filter,
+prompts/s and masks/s, and the agreement with the official output (count, matched at IoU >= 0.99, score errors).
+
+Random weights make the official thresholds degenerate (DESIGN.md), so the thresholds are calibrated here on the
+model's own score scale to keep about --target-masks masks of the 3 x points^2 candidates, as SAM with trained
+weights does on real photos (100-300 of 3072): pred_iou_thresh at a quantile of the predicted IoUs, a stability
+offset on the logits' scale, and box NMS at 1.0 (with random weights every box is the whole image, so any lower
+threshold keeps one mask). The calibrated parameters are in the JSON, and every run uses the same ones.
+
+    python benchmarks/everything.py --model mobile_sam --out benchmarks/results/everything-avx2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "upstream_shim"))  # torchvision stand-in for segment-anything 1.0
+
+
+def official_sam(model):
+    """Meta's Sam (segment_anything.modeling) around our modules, with our weights (same state dict keys)."""
+    from segment_anything.modeling import Sam as OfficialSam
+    from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+    prompt_encoder = PromptEncoder(embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024),
+                                   mask_in_chans=16)
+    decoder = MaskDecoder(num_multimask_outputs=3, transformer=TwoWayTransformer(depth=2, embedding_dim=256,
+                          mlp_dim=2048, num_heads=8), transformer_dim=256, iou_head_depth=3, iou_head_hidden_dim=256)
+    encoder = model.image_encoder
+    if not hasattr(encoder, "img_size"):
+        encoder.img_size = 1024
+    sam = OfficialSam(encoder, prompt_encoder, decoder, pixel_mean=[123.675, 116.28, 103.53],
+                      pixel_std=[58.395, 57.12, 57.375])
+    sam.load_state_dict(model.state_dict(), strict=True)
+    return sam.eval()
+
+
+def calibrate(bundle: Path, image: np.ndarray, points_per_side: int, target: int) -> dict:
+    """Thresholds on this model's scale: predicted IoU at the quantile that keeps ~3x target candidates, then a
+    stability threshold at the quantile that keeps ~target of those (offset 0.05, on the scale of the logits)."""
+    from samedge.everything import SamAutomaticMaskGenerator
+    from samedge.predictor import SamPredictor
+    predictor = SamPredictor(bundle, embedding_cache_size=0)
+    predictor.set_image(image)
+    grid = (np.arange(points_per_side) + 0.5) / points_per_side
+    pts = np.stack(np.meshgrid(grid * image.shape[1], grid * image.shape[0]), -1).reshape(-1, 2)
+    scores = np.concatenate([predictor.decode_batch(pts[i:i + 64, None], np.ones((len(pts[i:i + 64]), 1)))[1].ravel()
+                             for i in range(0, len(pts), 64)])
+    keep = min(1.0, 3 * target / len(scores))
+    pred_iou = max(0.0, float(np.quantile(scores, 1 - keep)))  # thresholds are >= 0 (0 turns the filter off)
+    probe = SamAutomaticMaskGenerator(predictor, points_per_side=points_per_side, pred_iou_thresh=pred_iou,
+                                      stability_score_thresh=0.0, stability_score_offset=0.05, box_nms_thresh=1.0,
+                                      output_mode="uncompressed_rle")
+    stab = np.array([r["stability_score"] for r in probe.generate(image)])
+    stab_thresh = float(np.quantile(stab, max(0.0, 1 - target / max(len(stab), 1)))) if len(stab) else 0.0
+    return dict(points_per_side=points_per_side, pred_iou_thresh=round(pred_iou, 6),
+                stability_score_thresh=round(stab_thresh, 6), stability_score_offset=0.05, box_nms_thresh=1.0)
+
+
+def timed(fn, repeats: int):
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return out, times
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="mobile_sam")
+    ap.add_argument("--bundle", type=Path, help="an fp32 bundle with OpenVINO IR (made under --work if absent)")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/samedge-everything"))
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--image", default="arc2017", choices=("arc2017", "voc"))
+    ap.add_argument("--points-per-side", type=int, default=32)
+    ap.add_argument("--crop-n-layers", type=int, default=0)
+    ap.add_argument("--target-masks", type=int, default=200)
+    ap.add_argument("--backends", default="onnxruntime,openvino")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--skip-official", action="store_true", help="no PyTorch eager run (it takes minutes)")
+    args = ap.parse_args()
+
+    from samedge.cpu import cpu_capabilities, cpuinfo
+    from samedge.data import sample_images
+    from samedge.everything import SamAutomaticMaskGenerator, compare_records
+    from samedge.predictor import SamPredictor
+    image = sample_images()[{"voc": 0, "arc2017": 1}[args.image]].rgb
+    bundle = args.bundle or args.work / f"{args.model}-fp32"
+    if not (bundle / "manifest.json").exists():
+        from samedge.export.pipeline import ExportConfig, export_bundle
+        export_bundle(ExportConfig(args.model, bundle, seed=0, parity_images=1, formats=("openvino",)), progress=True)
+    # calibrated on a grid of half the side (a quarter of the prompts): the same score distributions, 4x faster
+    params = calibrate(bundle, image, max(1, args.points_per_side // 2), args.target_masks // 4)
+    params["points_per_side"] = args.points_per_side
+    params["crop_n_layers"] = args.crop_n_layers
+    print("parameters:", params, flush=True)
+    rows, outputs = [], {}
+
+    def record(name: str, backend: str, records, times, stats=None, **extra):
+        row = {"run": name, "backend": backend, "seconds_p50": statistics.median(times),
+               "seconds_spread": [min(times), max(times)], "repeats": len(times), "masks": len(records), **extra}
+        if stats is not None:
+            s = stats.to_dict()
+            row.update(stages_ms={k: round(v, 1) for k, v in s.pop("stages_ms").items()},
+                       counts={k: v for k, v in s.items() if k != "total_ms"},
+                       prompts_per_s=s["prompts"] / row["seconds_p50"], masks_per_s=len(records) / row["seconds_p50"])
+        rows.append(row)
+        outputs[name] = records
+        print(f"{name:32s} {row['seconds_p50']:8.2f} s  {len(records)} masks", flush=True)
+
+    if not args.skip_official:
+        import torch
+        from segment_anything import SamAutomaticMaskGenerator as Official
+
+        from samedge.models import build_sam, randomize_weights
+        torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
+        sam = official_sam(randomize_weights(build_sam(args.model), seed=0))
+        with torch.no_grad():
+            recs, times = timed(lambda: Official(sam, **params).generate(image), args.repeats)
+        record("official (PyTorch eager)", "torch", recs, times)
+    for backend in args.backends.split(","):
+        predictor = SamPredictor(bundle, backend, embedding_cache_size=0)
+        predictor.set_image(image)  # warm-up: graph compilation and first-call allocations, once per backend
+        predictor.decode_batch(np.full((64, 1, 2), 10.0), np.ones((64, 1)))
+        runs = [("samedge exact", {}), ("samedge fast", {"fast": True})]
+        if backend == args.backends.split(",")[0]:
+            runs.insert(1, ("samedge exact, upscale first", {"upscale_first": True}))
+        for name, extra in runs:
+            gen = SamAutomaticMaskGenerator(predictor, **params, **extra)
+            recs, times = timed(lambda: gen.generate(image), args.repeats)
+            record(f"{name} [{backend}]", backend, recs, times, gen.last_stats)
+    reference = "official (PyTorch eager)" if "official (PyTorch eager)" in outputs else next(
+        k for k in outputs if k.startswith("samedge exact ["))
+    exact_key = {b: f"samedge exact [{b}]" for b in args.backends.split(",")}
+    for row in rows:
+        if row["run"] == reference:
+            continue
+        if row["run"].startswith("samedge fast"):
+            exact = outputs[exact_key[row["backend"]]]
+            row["recall_of_exact_at_iou_0.9"] = compare_records(exact, outputs[row["run"]], iou=0.9).recall
+            row["speedup_vs_exact_same_backend"] = next(
+                r["seconds_p50"] for r in rows if r["run"] == exact_key[row["backend"]]) / row["seconds_p50"]
+        else:
+            row["agreement_with_" + ("official" if "official" in reference else "exact")] = compare_records(
+                outputs[reference], outputs[row["run"]], iou=0.99).to_dict()
+        if "official" in reference:
+            base = next(r["seconds_p50"] for r in rows if r["run"] == reference)
+            row["speedup_vs_official_eager"] = base / row["seconds_p50"]
+    result = {"model": args.model, "image": f"{args.image} {image.shape[1]}x{image.shape[0]}", "cpu": f"{cpuinfo().get('model name', '?')}, {len(__import__('os').sched_getaffinity(0))} cores, "
+                                                                              f"{cpu_capabilities().label}",
+              "weights": "RANDOM (seed 0): timings and agreement are real, the masks are meaningless",
+              "parameters": params, "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"everything-{args.model}" + (f"-crops{args.crop_n_layers}" if args.crop_n_layers else "")
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    (args.out / f"{stem}.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+def markdown(result: dict) -> str:
+    lines = [f"## Segment everything: {result['model']}, {result['image']}, {result['cpu']}",
+             "", f"Weights: {result['weights']}. Parameters: `{json.dumps(result['parameters'])}`.", "",
+             "| run | s / image (p50) | vs official eager | masks | prompts/s | agreement | encoder ms | decoder ms "
+             "| upsample ms | filter ms | NMS ms | RLE ms |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        st = r.get("stages_ms", {})
+        agree = r.get("agreement_with_official") or r.get("agreement_with_exact")
+        if agree:
+            agree_text = (f"{agree['matched']}/{agree['reference']} matched at IoU>=0.99, "
+                          f"max score err {max(agree['max_predicted_iou_error'], agree['max_stability_error']):.1e}")
+        elif "recall_of_exact_at_iou_0.9" in r:
+            agree_text = f"recall of exact {r['recall_of_exact_at_iou_0.9']:.3f} (IoU>=0.9), " \
+                         f"{r['speedup_vs_exact_same_backend']:.2f}x exact"
+        else:
+            agree_text = "reference"
+        speed = f"{r['speedup_vs_official_eager']:.2f}x" if "speedup_vs_official_eager" in r else "-"
+        pps = f"{r['prompts_per_s']:.0f}" if "prompts_per_s" in r else "-"
+        lines.append(f"| {r['run']} | {r['seconds_p50']:.2f} | {speed} | {r['masks']} | {pps} | {agree_text} | "
+                     + " | ".join(f"{st[k]:.0f}" if k in st else "-"
+                                  for k in ("encoder", "decoder", "upsample", "filter", "nms", "rle")) + " |")
+    counts = next((r["counts"] for r in result["rows"] if "counts" in r), None)
+    if counts:
+        lines += ["", "Candidates after each filter (samedge exact): " + ", ".join(f"{k} {v}" for k, v in counts.items())]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
