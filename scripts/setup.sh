@@ -16,3 +16,7 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check -c constrain
 # The upstream check (tests/test_upstream.py): Meta's segment-anything 1.0 itself, without its torchvision
 # dependency (no CPU build of it loads beside this torch; the tests bring a minimal shim).
 "${PIP[@]}" --no-deps "segment-anything==1.0"
+# The SAM 2.1 upstream check (tests/test_sam2.py): Meta's sam2 1.1.0 itself, --no-deps (it asks for torchvision)
+# and without build isolation (an isolated build would fetch an unpinned torch); CPU only, no CUDA extension.
+"${PIP[@]}" "hydra-core" "iopath"
+SAM2_BUILD_CUDA=0 "${PIP[@]}" --no-deps --no-build-isolation "sam2==1.1.0"

@@ -32,8 +32,9 @@ def prompt_set(sample: SampleImage) -> list[Prompt]:
     ]
 
 
-def static_prompts(sample: SampleImage, k: int) -> list[Prompt]:
-    """Prompts that need exactly k clicks (a box counts as one): k points, and a box + k-1 points."""
+def static_prompts(sample: SampleImage, k: int, box_clicks: int = 1) -> list[Prompt]:
+    """Prompts that fill a k-click static decoder: k points, and a box + k - box_clicks points. A box counts as
+    one click in SAM (its two corners replace the padding row) and as two in SAM 2 (the padding row stays)."""
     mask = largest_instance(sample)
     ys, xs = np.nonzero(mask)
     rng = np.random.default_rng(k)
@@ -41,9 +42,11 @@ def static_prompts(sample: SampleImage, k: int) -> list[Prompt]:
     pts = np.stack([xs[idx], ys[idx]], 1).astype(np.float64)
     prompts = [Prompt(f"static{k}_points", {"point_coords": pts, "point_labels": np.ones(k, int),
                                             "multimask_output": k == 1})]
+    if k < box_clicks:
+        return prompts
     box = {"box": bounding_box(mask), "multimask_output": False}
-    if k > 1:
-        box.update(point_coords=pts[: k - 1], point_labels=np.ones(k - 1, int))
+    if k > box_clicks:
+        box.update(point_coords=pts[: k - box_clicks], point_labels=np.ones(k - box_clicks, int))
     prompts.append(Prompt(f"static{k}_box", box))
     return prompts
 

@@ -24,6 +24,9 @@ class ImageEmbedding:
     # For MobileSAM/SAM about 27 MB per image, kept in the cache with the embedding.
     context: dict[str, np.ndarray] | None = None
     context_ms: float = 0.0  # the context graph's share of encode_ms
+    # The encoder's other outputs that the decoder takes, by name, read-only: SAM 2.1's high-res features
+    # high_res_feats_0 (1, 32, 256, 256) and high_res_feats_1 (1, 64, 128, 128); None for SAM 1 (~10 MB).
+    features: dict[str, np.ndarray] | None = None
 
 
 def image_key(image: np.ndarray, image_format: str) -> str:

@@ -10,13 +10,16 @@ from typing import Any
 
 from .contract import (CONTEXT_INPUT, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, PROMPT_INPUTS,
                        PROMPT_MASK_INPUTS)
-from .errors import BundleError, ManifestVersionError
+from .errors import BundleError, InputError, ManifestVersionError
+from .families import SAM2_HIGH_RES_SHAPES, Family, Processing, get_family
 
 FORMAT_NAME = "samedge-bundle"
 # 2 added converted formats (OpenVINO IR, CoreML) and the size of external data; 3 the sha256 of external data
 # (OpenVINO's .bin, ONNX's .onnx.data). 1 and 2 are still read (their external data is size-checked only).
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+# 4 added the model family and its processing (SAM 2.1: high-res features, square resize); 1-3 are SAM 1 only.
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
+FAMILY_VERSION = 4  # the first format_version that can hold a non-SAM-1 family
 MANIFEST_FILE = "manifest.json"
 MAX_MANIFEST_BYTES = 16 << 20  # parity reports make manifests ~100 KB; anything this big is not one
 SCHEMA_FILE = Path(__file__).with_name("schema") / "bundle-manifest.schema.json"
@@ -106,6 +109,8 @@ class Manifest:
     parity: dict[str, Any] = field(default_factory=dict)  # fidelity measured at export
     converted: dict[str, ConvertedGraphs] = field(default_factory=dict)  # format name -> graphs
     split: SplitDecoder | None = None  # ONNX split decoder (bundles from before 2026-12 have none)
+    family: str = "sam"  # samedge.families: which contract and processing (format_version 4; older: "sam")
+    processing: Processing = field(default_factory=Processing)
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -148,6 +153,11 @@ class Manifest:
             return self.split
         conv = self.converted.get(fmt)
         return conv.split if conv else None
+
+    @property
+    def contract(self) -> Family:
+        """The family's graph I/O names (samedge.families)."""
+        return get_family(self.family)
 
     @property
     def formats(self) -> tuple[str, ...]:
@@ -206,6 +216,10 @@ def _static(dim: int | str) -> int | None:
     return dim if isinstance(dim, int) else None
 
 
+def _named(specs: tuple[TensorSpec, ...], name: str) -> TensorSpec:
+    return next(t for t in specs if t.name == name)
+
+
 def _point_rows_errors(where: str, g: GraphInfo, coords: TensorSpec) -> list[str]:
     """point_coords must be (B, rows, 2), with num_points + 1 rows in a static graph."""
     rows = _static(coords.shape[1]) if len(coords.shape) == 3 else -1
@@ -217,6 +231,14 @@ def _point_rows_errors(where: str, g: GraphInfo, coords: TensorSpec) -> list[str
 def _consistency_errors(m: Manifest) -> list[str]:
     """What the schema cannot say: roles, contract names, shapes against image_size, unique files."""
     errors = []
+    family = m.contract
+    from .model_types import get_spec
+    try:
+        spec_family = get_spec(m.model_type).family
+    except InputError:
+        spec_family = None  # a model this samedge does not know: its family field decides
+    if spec_family is not None and spec_family != m.family:
+        errors.append(f"model_type {m.model_type} is family {spec_family!r}, the manifest says {m.family!r}")
     if m.embedding_shape[0] != 1:
         errors.append(f"embedding_shape {m.embedding_shape} must have batch 1")
     groups = [("onnx", m.encoder, m.decoders, m.split)] + [(fmt, c.encoder, c.decoders, c.split)
@@ -240,9 +262,12 @@ def _consistency_errors(m: Manifest) -> list[str]:
                 errors.append(f"{where}: external_data needs external_data_sha256 (format_version 3)")
         if enc.role != "encoder" or any(g.role != "decoder" for g in decs):
             errors.append(f"{fmt}: the encoder entry must have role encoder and every decoder role decoder")
-        if [t.name for t in enc.inputs] != [ENCODER_INPUT] or [t.name for t in enc.outputs] != [ENCODER_OUTPUT]:
-            errors.append(f"{fmt} encoder: I/O {[t.name for t in enc.inputs]} -> {[t.name for t in enc.outputs]}, "
-                          f"the contract is [{ENCODER_INPUT!r}] -> [{ENCODER_OUTPUT!r}]")
+        enc_out = [t.name for t in enc.outputs]
+        if [t.name for t in enc.inputs] != list(family.encoder_inputs) or enc_out != list(family.encoder_outputs):
+            missing = [n for n in family.encoder_outputs if n not in enc_out]
+            errors.append(f"{fmt} encoder: I/O {[t.name for t in enc.inputs]} -> {enc_out}, the {m.family} contract "
+                          f"is {list(family.encoder_inputs)} -> {list(family.encoder_outputs)}"
+                          + (f" (missing {missing})" if missing else ""))
         else:
             shape = enc.inputs[0].shape
             if len(shape) != 4 or any(_static(d) not in (None, m.image_size) for d in shape[2:]):
@@ -250,14 +275,20 @@ def _consistency_errors(m: Manifest) -> list[str]:
             out = enc.outputs[0].shape
             if len(out) != 4 or any(_static(a) not in (None, b) for a, b in zip(out, m.embedding_shape)):
                 errors.append(f"{fmt} encoder output shape {list(out)} is not embedding_shape {list(m.embedding_shape)}")
+            if m.family == "sam2":
+                for t, want in zip(enc.outputs[1:], SAM2_HIGH_RES_SHAPES):
+                    if len(t.shape) != 4 or any(_static(a) not in (None, b) for a, b in zip(t.shape, want)):
+                        errors.append(f"{fmt} encoder output {t.name} shape {list(t.shape)} is not {list(want)}")
         for g in decs:
             names_in, names_out = tuple(t.name for t in g.inputs), tuple(t.name for t in g.outputs)
-            if names_in != DECODER_INPUTS or names_out != DECODER_OUTPUTS:
-                errors.append(f"{fmt} decoder {g.file}: I/O {list(names_in)} -> {list(names_out)}, the contract is "
-                              f"{list(DECODER_INPUTS)} -> {list(DECODER_OUTPUTS)}")
+            if names_in != family.decoder_inputs or names_out != family.decoder_outputs:
+                missing = [n for n in family.decoder_inputs if n not in names_in]
+                errors.append(f"{fmt} decoder {g.file}: I/O {list(names_in)} -> {list(names_out)}, the {m.family} "
+                              f"contract is {list(family.decoder_inputs)} -> {list(family.decoder_outputs)}"
+                              + (f" (missing input(s) {missing})" if missing else ""))
                 continue
-            errors += _point_rows_errors(f"{fmt} decoder {g.file}", g, g.inputs[1])
-            mask = g.inputs[3].shape
+            errors += _point_rows_errors(f"{fmt} decoder {g.file}", g, _named(g.inputs, "point_coords"))
+            mask = _named(g.inputs, "mask_input").shape
             if len(mask) != 4 or any(_static(d) not in (None, m.low_res_mask_size) for d in mask[2:]):
                 errors.append(f"{fmt} decoder {g.file}: mask_input shape {list(mask)} is not low_res_mask_size "
                               f"{m.low_res_mask_size}")
@@ -310,10 +341,20 @@ def manifest_from_dict(d: dict, source: str = "manifest") -> Manifest:
     if type(version) is not int or version not in READABLE_VERSIONS:
         raise ManifestVersionError(f"{source} has format_version {version!r}; this samedge reads versions "
                                    f"{list(READABLE_VERSIONS)}. Re-export the bundle or upgrade samedge.")
+    family = d.get("family", "sam")
+    if version < FAMILY_VERSION and (family != "sam" or "processing" in d or _is_sam2_model(d.get("model_type"))):
+        raise ManifestVersionError(f"{source} says format_version {version}, but it holds a {family} "
+                                   f"({d.get('model_type')!r}) bundle: versions before {FAMILY_VERSION} hold SAM 1 "
+                                   f"models only. A SAM 2.1 bundle is format_version {FAMILY_VERSION}; re-export it.")
     errors = _schema_errors(d)
+    if version >= FAMILY_VERSION:
+        errors += [f"{k}: required from format_version {FAMILY_VERSION} on" for k in ("family", "processing")
+                   if k not in d]
     if errors:
         raise BundleError(f"{source} is malformed ({len(errors)} problem(s)): " + "; ".join(errors[:8]))
     d = dict(d)
+    if "processing" in d:
+        d["processing"] = Processing(**d["processing"])
     d["weights"] = WeightsInfo(**d["weights"])
     d["encoder"] = _graph(d["encoder"])
     d["decoders"] = tuple(_graph(g) for g in d["decoders"])
@@ -329,6 +370,14 @@ def manifest_from_dict(d: dict, source: str = "manifest") -> Manifest:
         raise BundleError(f"{source} is inconsistent: " + "; ".join(errors[:8]))
     # the version it was written with stays readable on the object (format_version), the rest is current
     return m
+
+
+def _is_sam2_model(model_type: object) -> bool:
+    from .model_types import get_spec
+    try:
+        return isinstance(model_type, str) and get_spec(model_type).family == "sam2"
+    except InputError:
+        return False
 
 
 def _reject_constant(name: str):

@@ -33,14 +33,36 @@ class TinyViTConfig:
 
 
 @dataclass(frozen=True)
+class HieraConfig:
+    """SAM 2.1's Hiera trunk (image mode): stage widths double and heads double at each of the 3 q-pooling
+    stage shifts; windowed attention per stage except the global-attention blocks."""
+    embed_dim: int
+    num_heads: int
+    stages: tuple[int, ...]
+    global_att_blocks: tuple[int, ...]
+    window_spec: tuple[int, ...] = (8, 4, 14, 7)
+    pos_embed_bkg_size: tuple[int, int] = (14, 14)
+
+    @property
+    def channel_list(self) -> tuple[int, ...]:
+        """Stage output widths, deepest first (the FPN neck's input order)."""
+        return tuple(self.embed_dim * 2 ** i for i in range(len(self.stages)))[::-1]
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
-    encoder: ViTConfig | TinyViTConfig
+    encoder: ViTConfig | TinyViTConfig | HieraConfig
     description: str
     official_file: str | None = None
     # Test-only architectures have no official checkpoint and are hidden from help texts.
     internal: bool = False
     aliases: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def family(self) -> str:
+        """"sam" (SAM 1, MobileSAM) or "sam2" (SAM 2.1): which contract and processing the bundle uses."""
+        return "sam2" if isinstance(self.encoder, HieraConfig) else "sam"
 
 
 MODEL_SPECS: dict[str, ModelSpec] = {
@@ -52,10 +74,25 @@ MODEL_SPECS: dict[str, ModelSpec] = {
                        "sam_vit_h_4b8939.pth"),
     "mobile_sam": ModelSpec("mobile_sam", TinyViTConfig(), "MobileSAM (TinyViT-5M encoder)",
                             "mobile_sam.pt", aliases=("vit_t",)),
+    "sam2.1_hiera_tiny": ModelSpec("sam2.1_hiera_tiny", HieraConfig(96, 1, (1, 2, 7, 2), (5, 7, 9),
+                                                                   pos_embed_bkg_size=(7, 7)),
+                                   "SAM 2.1 Hiera-T (image mode)", "sam2.1_hiera_tiny.pt"),
+    "sam2.1_hiera_small": ModelSpec("sam2.1_hiera_small", HieraConfig(96, 1, (1, 2, 11, 2), (7, 10, 13),
+                                                                     pos_embed_bkg_size=(7, 7)),
+                                    "SAM 2.1 Hiera-S (image mode)", "sam2.1_hiera_small.pt"),
+    "sam2.1_hiera_base_plus": ModelSpec("sam2.1_hiera_base_plus", HieraConfig(112, 2, (2, 3, 16, 3), (12, 16, 20)),
+                                        "SAM 2.1 Hiera-B+ (image mode)", "sam2.1_hiera_base_plus.pt"),
+    "sam2.1_hiera_large": ModelSpec("sam2.1_hiera_large", HieraConfig(144, 2, (2, 6, 36, 4), (23, 33, 43),
+                                                                     (8, 4, 16, 8), (7, 7)),
+                                    "SAM 2.1 Hiera-L (image mode)", "sam2.1_hiera_large.pt"),
     # A real SAM ViT layout shrunk to a few MB, with the full-size prompt encoder and mask decoder,
     # so that tests exercise every code path in seconds.
     "test_tiny": ModelSpec("test_tiny", ViTConfig(32, 2, 2, (1,)), "tiny ViT for tests (random weights only)",
                            internal=True),
+    # A real Hiera layout (4 stages, windows with padding, q-pooling, one global block) a few MB in size, with
+    # the full-size SAM 2 heads and video modules, for tests that export SAM 2.1's contract in seconds.
+    "test_tiny_sam2": ModelSpec("test_tiny_sam2", HieraConfig(8, 1, (1, 1, 2, 1), (3,), pos_embed_bkg_size=(7, 7)),
+                                "tiny Hiera for tests (random weights only)", internal=True),
 }
 
 

@@ -18,6 +18,7 @@ from . import processing
 from .bundle import Bundle, load_bundle
 from .embedding_cache import EmbeddingCache, ImageEmbedding, image_key
 from .errors import BundleError, InputError, SamEdgeError
+from .families import SAM2_HIGH_RES_SHAPES
 from .manifest import GraphInfo
 from .runtimes import Session, SessionOptions, backend_module, check_device, check_session_io, open_session
 from .runtimes.selection import Choice, choose
@@ -143,10 +144,12 @@ class SamPredictor:
         if image_format == "BGR":
             image = np.ascontiguousarray(image[..., ::-1])
         m = self.bundle.manifest
-        model_input, geom = processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std)
+        model_input, geom = processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std,
+                                                        m.processing)
         outputs = self._encoder.run({self._encoder.input_names[0]: model_input})
         embedding = outputs[self._encoder.output_names[0]]
-        problem = self._embedding_problem(embedding)
+        features = self._extra_features(outputs)
+        problem = self._embedding_problem(embedding) or self._features_problem(features)
         if problem:  # e.g. fp16/bf16 overflow in a converted or quantized encoder: the graph's fault
             raise BundleError(f"the {self.backend} encoder of {self.bundle.path} output {problem} "
                               f"(precision {self._encoder.info.precision}); this graph/precision is broken")
@@ -154,9 +157,31 @@ class SamPredictor:
         t1 = time.perf_counter()
         context = self._image_context(embedding)
         t2 = time.perf_counter()
-        item = ImageEmbedding(embedding, geom, key, (t2 - t0) * 1e3, context=context, context_ms=(t2 - t1) * 1e3)
+        item = ImageEmbedding(embedding, geom, key, (t2 - t0) * 1e3, context=context, context_ms=(t2 - t1) * 1e3,
+                              features=features)
         self.embedding_cache.put(item)
         return item
+
+    def _extra_features(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The encoder outputs beyond the embedding that the decoder takes (the manifest's family names them),
+        read-only; None where there are none (SAM 1)."""
+        names = self.bundle.manifest.contract.encoder_outputs[1:]
+        if not names:
+            return None
+        for name in names:
+            outputs[name].setflags(write=False)
+        return {name: outputs[name] for name in names}
+
+    def _features_problem(self, features: dict[str, np.ndarray] | None) -> str | None:
+        want = dict(zip(self.bundle.manifest.contract.encoder_outputs[1:], SAM2_HIGH_RES_SHAPES))
+        for name, shape in want.items():
+            value = None if features is None else features.get(name)
+            if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != np.float32:
+                got = f"{value.shape} {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+                return f"{name} must be a float32 array of shape {shape}, got {got}"
+            if not np.isfinite(value).all():
+                return f"{name} contains NaN or Inf"
+        return None
 
     def _image_context(self, embedding: np.ndarray) -> dict[str, np.ndarray] | None:
         """The split decoder's per-image products (read-only), or None without a split decoder."""
@@ -196,6 +221,10 @@ class SamPredictor:
                 raise InputError(f"geometry {geometry} contradicts the ImageEmbedding's own {embedding.geometry}; "
                                  "pass one or the other")
             item = embedding
+        elif self.bundle.manifest.contract.encoder_outputs[1:]:
+            raise InputError(f"a {self.bundle.manifest.model_type} decoder also takes the encoder's "
+                             f"{list(self.bundle.manifest.contract.encoder_outputs[1:])}: pass the ImageEmbedding "
+                             "from get_image_embedding_item() / set_image_async(), not a bare array")
         elif geometry is None:
             raise InputError("set_image_embedding(array) needs the image's geometry "
                              "(predictor.geometry when the embedding was taken), or pass an ImageEmbedding")
@@ -205,14 +234,25 @@ class SamPredictor:
         problem = self._embedding_problem(item.embedding)
         if problem:
             raise InputError(f"embedding {problem}")
+        problem = self._features_problem(item.features)
+        if problem:
+            raise InputError(f"ImageEmbedding.features: {problem}")
         own = np.array(item.embedding, copy=True)  # the caller may go on writing into its array
         own.setflags(write=False)
+        if item.features is not None:
+            item = replace(item, features=self._extra_features({k: np.array(v, copy=True)
+                                                                for k, v in item.features.items()}))
         # never trust a context that came with the item: it is recomputed from this embedding
         self._apply(replace(item, embedding=own, context=self._image_context(own)), self._next_generation())
 
     def get_image_embedding(self) -> np.ndarray:
         """(1, 256, 64, 64) float32: a copy, so writing into it cannot change the cached embedding."""
         return self._require_image().embedding.copy()
+
+    def get_image_embedding_item(self) -> ImageEmbedding:
+        """The current image's ImageEmbedding (embedding, geometry, SAM 2.1's high-res features): what
+        set_image_embedding() takes back for any family. Its arrays are read-only."""
+        return self._require_image()
 
     @property
     def current(self) -> ImageEmbedding | None:
@@ -241,8 +281,9 @@ class SamPredictor:
         t0 = time.perf_counter()
         m = self.bundle.manifest
         model_input, geometry = processing.preprocess_image(
-            np.zeros((*image_hw, 3), np.uint8), m.image_size, m.pixel_mean, m.pixel_std)
-        embedding = self._encoder.run({self._encoder.input_names[0]: model_input})[self._encoder.output_names[0]]
+            np.zeros((*image_hw, 3), np.uint8), m.image_size, m.pixel_mean, m.pixel_std, m.processing)
+        outputs = self._encoder.run({self._encoder.input_names[0]: model_input})
+        embedding, features = outputs[self._encoder.output_names[0]], self._extra_features(outputs)
         times["encoder"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         context = self._image_context(embedding)
@@ -254,7 +295,8 @@ class SamPredictor:
             for prior in (False, True):
                 t0 = time.perf_counter()
                 mask = np.zeros((1, 1, size, size), np.float32) if prior else None
-                self._decode(ImageEmbedding(embedding, geometry, context=context), coords, labels, mask)
+                self._decode(ImageEmbedding(embedding, geometry, context=context, features=features), coords,
+                             labels, mask)
                 times[f"decoder_{n}click{'_prior' if prior else ''}"] = (time.perf_counter() - t0) * 1e3
         return times
 
@@ -299,12 +341,17 @@ class SamPredictor:
         coords, labels = self._prompt_rows(point_coords, point_labels, box, current.geometry)
         mask = None if mask_input is None else check_mask_input(mask_input, m.low_res_mask_size)[None]
         low_res, scores = self._decode(current, coords, labels, mask)
-        sl = slice(1, None) if multimask_output else slice(0, 1)
-        low_res, scores = low_res[0, sl], scores[0, sl]
+        low_res, scores = processing.select_masks(low_res, scores, multimask_output, m.processing)
+        low_res, scores = low_res[0], scores[0]
         masks = processing.postprocess_masks(low_res, current.geometry)
         if not return_logits:
             masks = masks > m.mask_threshold
-        return masks, scores, low_res
+        return masks, scores, self._clamped(low_res)
+
+    def _clamped(self, low_res: np.ndarray) -> np.ndarray:
+        """SAM 2 returns its low-res logits clamped (after upsampling the unclamped ones)."""
+        bound = self.bundle.manifest.processing.low_res_clamp
+        return low_res if bound is None else np.clip(low_res, -bound, bound)
 
     def predict_batch(self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
                       boxes: np.ndarray | None = None, mask_input: np.ndarray | None = None,
@@ -321,7 +368,7 @@ class SamPredictor:
         current = self._require_image()
         low_res, scores = self._decode_batch(current, point_coords, point_labels, boxes, mask_input, multimask_output)
         full = processing.postprocess_masks(low_res, current.geometry)
-        return (full if return_logits else full > self.bundle.manifest.mask_threshold), scores, low_res
+        return (full if return_logits else full > self.bundle.manifest.mask_threshold), scores, self._clamped(low_res)
 
     def decode_batch(self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
                      boxes: np.ndarray | None = None, mask_input: np.ndarray | None = None,
@@ -368,28 +415,27 @@ class SamPredictor:
             parts = [self._decode(current, coords[i:i + 1], labels[i:i + 1], None if masks is None else masks[i:i + 1])
                      for i in range(batch)]
             low_res, scores = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        sl = slice(1, None) if multimask_output else slice(0, 1)
-        return low_res[:, sl], scores[:, sl]
+        return processing.select_masks(low_res, scores, multimask_output, m.processing)
 
-    @staticmethod
-    def _prompt_rows(point_coords, point_labels, box, geometry) -> tuple[np.ndarray, np.ndarray]:
-        """User prompts -> decoder rows in the resized frame: points, then box corners (2, 3), or a
-        padding point (-1) when there is no box, exactly as the official prompt encoder builds them."""
+    def _prompt_rows(self, point_coords, point_labels, box, geometry) -> tuple[np.ndarray, np.ndarray]:
+        """User prompts -> decoder rows (1, N, 2), (1, N) in the model frame, as the family's official predictor
+        builds them. SAM: points, then box corners (labels 2, 3), or a padding point (-1) when there is no box.
+        SAM 2: box corners first, then points, then the padding point always."""
         if point_coords is None and point_labels is None and box is None:
             raise InputError("give at least one prompt: point_coords with point_labels, and/or box")
-        rows, labels = [], []
+        proc = self.bundle.manifest.processing
+        points, corners = [], []
         if point_coords is not None or point_labels is not None:
             c, lab = check_points(point_coords, point_labels, geometry.original_hw)
-            rows.append(processing.transform_coords(c, geometry))
-            labels.append(lab)
+            points = [(processing.transform_coords(c, geometry), lab)]
         if box is not None:
             b = check_box(box, geometry.original_hw)
-            rows.append(processing.transform_boxes(b, geometry).reshape(2, 2))
-            labels.append(np.array([2, 3], np.float32))
-        else:
-            rows.append(np.zeros((1, 2), np.float32))
-            labels.append(np.array([-1], np.float32))
-        return np.concatenate(rows)[None].astype(np.float32), np.concatenate(labels)[None].astype(np.float32)
+            corners = [(processing.transform_boxes(b, geometry).reshape(2, 2), np.array([2, 3], np.float32))]
+        parts = corners + points if proc.box_first else points + corners
+        if box is None or proc.always_pad_point:
+            parts.append((np.zeros((1, 2), np.float32), np.array([-1], np.float32)))
+        rows = np.concatenate([p[0] for p in parts])[None].astype(np.float32)
+        return rows, np.concatenate([p[1] for p in parts])[None].astype(np.float32)
 
     def decoder_graph(self, num_clicks: int, mask_input: bool = False) -> GraphInfo:
         """The graph a prompt of num_clicks clicks (a box counts as one) runs on: the split decoder's prompt
@@ -452,7 +498,13 @@ class SamPredictor:
             if graph.takes_mask:
                 feeds.update(mask_input=mask, has_mask_input=has_mask)
             return {**feeds, **{t.name: image.context[t.name] for t in graph.inputs if t.name not in feeds}}
-        return dict(zip(session.input_names, (image.embedding, coords, labels, mask, has_mask)))
+        given = {"image_embeddings": image.embedding, **(image.features or {}), "point_coords": coords,
+                 "point_labels": labels, "mask_input": mask, "has_mask_input": has_mask}
+        missing = [t.name for t in graph.inputs if t.name not in given]
+        if missing:  # an ImageEmbedding made for another family's bundle
+            raise InputError(f"decoder {graph.file} takes {missing}, which this image's embedding does not have; "
+                             "set the image again with set_image on this predictor")
+        return {t.name: given[t.name] for t in graph.inputs}
 
     def _decode(self, image: ImageEmbedding, coords: np.ndarray, labels: np.ndarray,
                 mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,11 @@ Official path (segment_anything.utils.transforms.ResizeLongestSide + Sam.preproc
      original size.
 Step 4 is two linear maps per axis, so it is done here as one precomposed matrix per axis: the same
 numbers as the two-step resize (up to float rounding) in a single pass.
+
+SAM 2 (families.Processing(resize="square"), sam2.utils.transforms.SAM2Transforms): the image / 255 is resized
+to 1024x1024 by torchvision's tensor Resize (torch's bilinear with antialias, PIL's algorithm on floats), then
+normalised with ImageNet mean/std; coordinates scale by 1024/w and 1024/h; masks go bilinear from 256 straight
+to the original size. `square=True` geometries say so.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ class ImageGeometry:
     original_hw: tuple[int, int]
     input_hw: tuple[int, int]
     model_size: int = IMAGE_SIZE
+    square: bool = False  # SAM 2: stretched to model_size x model_size, masks upsampled in one step
 
 
 def check_geometry(geom: object, model_size: int) -> ImageGeometry:
@@ -50,7 +56,7 @@ def check_geometry(geom: object, model_size: int) -> ImageGeometry:
         raise InputError(f"geometry sizes must be positive integers (h, w), got {geom}")
     if geom.model_size != model_size:
         raise InputError(f"geometry is for a {geom.model_size}-px model, this bundle's is {model_size}")
-    expected = preprocess_shape(*geom.original_hw, model_size)
+    expected = (model_size, model_size) if geom.square else preprocess_shape(*geom.original_hw, model_size)
     if tuple(geom.input_hw) != expected:
         raise InputError(f"geometry input_hw {tuple(geom.input_hw)} is not the resize of original_hw "
                          f"{tuple(geom.original_hw)} to {model_size} px ({expected}); use geometry_for(h, w)")
@@ -62,8 +68,42 @@ def preprocess_shape(h: int, w: int, long_side: int = IMAGE_SIZE) -> tuple[int, 
     return int(h * scale + 0.5), int(w * scale + 0.5)
 
 
-def geometry_for(h: int, w: int, model_size: int = IMAGE_SIZE) -> ImageGeometry:
+def geometry_for(h: int, w: int, model_size: int = IMAGE_SIZE, square: bool = False) -> ImageGeometry:
+    if square:
+        return ImageGeometry((h, w), (model_size, model_size), model_size, square=True)
     return ImageGeometry((h, w), preprocess_shape(h, w, model_size), model_size)
+
+
+def antialias_bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """(out, in) weights of torch's interpolate(mode="bilinear", antialias=True, align_corners=False), which
+    is PIL's resampling: a triangle filter widened by the scale when shrinking, renormalised at the borders."""
+    scale = in_size / out_size
+    support = scale if scale >= 1.0 else 1.0
+    invscale = 1.0 / scale if scale >= 1.0 else 1.0
+    m = np.zeros((out_size, in_size), dtype=np.float64)
+    for i in range(out_size):
+        center = scale * (i + 0.5)
+        lo = max(int(center - support + 0.5), 0)
+        hi = min(int(center + support + 0.5), in_size)
+        x = (np.arange(lo, hi) - center + 0.5) * invscale
+        w = np.clip(1.0 - np.abs(x), 0.0, None)
+        total = w.sum()
+        m[i, lo:hi] = w / total if total > 0 else w
+    return m
+
+
+@lru_cache(maxsize=16)
+def _antialias_map(in_size: int, out_size: int) -> np.ndarray:
+    return antialias_bilinear_matrix(in_size, out_size).astype(np.float32)
+
+
+def resize_square(image: np.ndarray, model_size: int, input_scale: float) -> np.ndarray:
+    """uint8 HxWx3 -> float32 (3, model_size, model_size): image / input_scale resized like torchvision's
+    tensor Resize((s, s)) (separable antialiased bilinear)."""
+    chw = image.transpose(2, 0, 1).astype(np.float32) / np.float32(input_scale)
+    my = _antialias_map(image.shape[0], model_size)
+    mx = _antialias_map(image.shape[1], model_size)
+    return np.matmul(np.matmul(my, chw), mx.T)
 
 
 def resize_image(image: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
@@ -84,8 +124,14 @@ def normalize_and_pad(resized: np.ndarray, model_size: int = IMAGE_SIZE,
 
 def preprocess_image(image: np.ndarray, model_size: int = IMAGE_SIZE,
                      mean: tuple[float, ...] = PIXEL_MEAN,
-                     std: tuple[float, ...] = PIXEL_STD) -> tuple[np.ndarray, ImageGeometry]:
-    """Validated uint8 RGB HxWx3 -> encoder input and the geometry needed to map prompts and masks."""
+                     std: tuple[float, ...] = PIXEL_STD, processing=None) -> tuple[np.ndarray, ImageGeometry]:
+    """Validated uint8 RGB HxWx3 -> encoder input (1, 3, model_size, model_size) float32 and the geometry
+    needed to map prompts and masks; `processing` (families.Processing, default SAM's) says how."""
+    if processing is not None and processing.resize == "square":
+        geom = geometry_for(image.shape[0], image.shape[1], model_size, square=True)
+        resized = resize_square(image, model_size, processing.input_scale)
+        out = (resized - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
+        return out[None].astype(np.float32, copy=False), geom
     geom = geometry_for(image.shape[0], image.shape[1], model_size)
     return normalize_and_pad(resize_image(image, geom.input_hw), model_size, mean, std), geom
 
@@ -120,8 +166,11 @@ def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _axis_map(low_res: int, model_size: int, crop: int, original: int, dtype: str) -> np.ndarray:
-    """low-res -> model size, crop, -> original, composed into one (original, low_res) matrix."""
+def _axis_map(low_res: int, model_size: int, crop: int, original: int, dtype: str, square: bool = False) -> np.ndarray:
+    """low-res -> model size, crop, -> original, composed into one (original, low_res) matrix; square (SAM 2):
+    low-res -> original in one bilinear step."""
+    if square:
+        return bilinear_matrix(low_res, original).astype(dtype)
     up = bilinear_matrix(low_res, model_size)[:crop]
     down = bilinear_matrix(crop, original)
     return (down @ up).astype(dtype)
@@ -161,8 +210,8 @@ def postprocess_masks(low_res_logits: np.ndarray, geom: ImageGeometry) -> np.nda
     if low.dtype != np.float64:
         low = low.astype(np.float32, copy=False)
     size = low.shape[-1]
-    my = _axis_map(size, geom.model_size, geom.input_hw[0], geom.original_hw[0], low.dtype.name)
-    mx = _axis_map(size, geom.model_size, geom.input_hw[1], geom.original_hw[1], low.dtype.name)
+    my = _axis_map(size, geom.model_size, geom.input_hw[0], geom.original_hw[0], low.dtype.name, geom.square)
+    mx = _axis_map(size, geom.model_size, geom.input_hw[1], geom.original_hw[1], low.dtype.name, geom.square)
     out = np.empty((*low.shape[:-2], my.shape[0], mx.shape[0]), low.dtype)
     blocks = _row_blocks(my.shape[0], out.size)
 
@@ -201,3 +250,22 @@ def _row_blocks(height: int, size: int) -> list[slice]:
     step = -(-height // n)
     return [slice(i, min(i + step, height)) for i in range(0, height, step)]
 
+
+
+def select_masks(low_res: np.ndarray, scores: np.ndarray, multimask_output: bool,
+                 processing=None) -> tuple[np.ndarray, np.ndarray]:
+    """All four decoder outputs (B, 4, h, w) logits and (B, 4) scores -> the returned ones: (B, 3, ...) with
+    multimask_output, else (B, 1, ...) by the family's single-mask rule (families.Processing.single_mask)."""
+    if multimask_output:
+        return low_res[:, 1:], scores[:, 1:]
+    if processing is None or processing.single_mask == "first":
+        return low_res[:, :1], scores[:, :1]
+    # SAM 2's dynamic multimask: token 0 if stable, else the best-scored multimask output
+    flat = low_res[:, 0].reshape(low_res.shape[0], -1)
+    area_i = np.count_nonzero(flat > processing.stability_delta, axis=1).astype(np.float32)
+    area_u = np.count_nonzero(flat > -processing.stability_delta, axis=1).astype(np.float32)
+    stability = np.where(area_u > 0, area_i / np.maximum(area_u, 1), np.float32(1.0))
+    best = 1 + np.argmax(scores[:, 1:], axis=1)
+    pick = np.where(stability >= processing.stability_thresh, 0, best)
+    rows = np.arange(low_res.shape[0])
+    return low_res[rows, pick][:, None], scores[rows, pick][:, None]

@@ -40,6 +40,19 @@ OFFICIAL_CHECKPOINTS: dict[str, OfficialCheckpoint] = {
     "mobile_sam": OfficialCheckpoint("mobile_sam", "mobile_sam.pt",
                                      "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
                                      40728226, "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f"),
+    # SAM 2.1 (sam2's checkpoints/download_ckpts.sh): dicts whose "model" entry is the state dict
+    "sam2.1_hiera_tiny": OfficialCheckpoint("sam2.1_hiera_tiny", "sam2.1_hiera_tiny.pt",
+                              "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_tiny.pt",
+                              156008466, "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69"),
+    "sam2.1_hiera_small": OfficialCheckpoint("sam2.1_hiera_small", "sam2.1_hiera_small.pt",
+                              "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_small.pt",
+                              184416285, "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38"),
+    "sam2.1_hiera_base_plus": OfficialCheckpoint("sam2.1_hiera_base_plus", "sam2.1_hiera_base_plus.pt",
+                              "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_base_plus.pt",
+                              323606802, "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5"),
+    "sam2.1_hiera_large": OfficialCheckpoint("sam2.1_hiera_large", "sam2.1_hiera_large.pt",
+                              "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_large.pt",
+                              898083611, "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318"),
 }
 
 

@@ -77,8 +77,11 @@ def _external_data_file(path: Path) -> Path | None:
 
 
 def export_encoder(sam: Sam, path: Path, opset: int = 18, simplify: bool = True) -> ExportedGraph:
-    dummy = torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE)
-    _export(EncoderGraph(sam).eval(), (dummy,), path, [ENCODER_INPUT], [ENCODER_OUTPUT], opset)
+    """The family's encoder graph (export/specs.py): image -> image_embeddings [+ SAM 2's high-res features]."""
+    from .specs import spec_for
+    spec = spec_for(sam)
+    _export(spec.encoder_graph(sam).eval(), (spec.dummy_image(),), path, spec.family.encoder_inputs,
+            spec.family.encoder_outputs, opset)
     before, after, tool = _simplify(path, simplify)
     return ExportedGraph(path, _external_data_file(path), before, after, tool)
 
@@ -86,18 +89,17 @@ def export_encoder(sam: Sam, path: Path, opset: int = 18, simplify: bool = True)
 def export_decoder(sam: Sam, path: Path, num_points: int | None, opset: int = 18,
                    simplify: bool = True) -> ExportedGraph:
     """num_points None: dynamic point rows; K: static graph with K + 1 rows (see GraphInfo)."""
+    from .specs import spec_for
+    spec = spec_for(sam)
     rows = 3 if num_points is None else num_points + 1
-    args = (torch.randn(*EMBEDDING_SHAPE),
-            torch.randint(0, IMAGE_SIZE, (1, rows, 2)).float(),
-            torch.tensor([[1.0] * (rows - 1) + [-1.0]]),
-            torch.randn(1, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE),
-            torch.tensor([1.0]))
+    args = spec.dummy_decoder_inputs(rows)
+    names = spec.family.decoder_inputs
     dynamic = None
     if num_points is None:
         n = torch.export.Dim(POINTS_DIM, min=1, max=1024)
-        dynamic = {"image_embeddings": None, "point_coords": {1: n}, "point_labels": {1: n},
-                   "mask_input": None, "has_mask_input": None}
-    _export(DecoderGraph(sam).eval(), args, path, DECODER_INPUTS, DECODER_OUTPUTS, opset, dynamic)
+        dynamic = {name: ({1: n} if name in ("point_coords", "point_labels") else None) for name in names}
+    _export(_named_arguments(spec.decoder_graph(sam).eval(), names), args, path, names,
+            spec.family.decoder_outputs, opset, dynamic)
     before, after, tool = _simplify(path, simplify)
     return ExportedGraph(path, None, before, after, tool)
 

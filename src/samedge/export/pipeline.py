@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 
 from ..artifacts import check_output_dir, staged_directory
-from ..contract import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
+from ..families import SAM, Family, get_family
 from ..errors import ExportError, InputError, ParityError
 from ..manifest import GraphInfo, Manifest, SplitDecoder, TensorSpec, WeightsInfo
 from ..model_types import (EMBEDDING_SHAPE, IMAGE_SIZE, LOW_RES_MASK_SIZE, MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD,
@@ -88,10 +88,11 @@ def _io_specs(path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...
             tuple(spec(v) for v in model.graph.output))
 
 
-def _graph_info(role: str, exported: ExportedGraph, num_points: int | None = None) -> GraphInfo:
+def _graph_info(role: str, exported: ExportedGraph, num_points: int | None = None,
+                family: Family = SAM) -> GraphInfo:
     inputs, outputs = _io_specs(exported.path)
-    expected_in = (ENCODER_INPUT,) if role == "encoder" else DECODER_INPUTS
-    expected_out = (ENCODER_OUTPUT,) if role == "encoder" else DECODER_OUTPUTS
+    expected_in = family.encoder_inputs if role == "encoder" else family.decoder_inputs
+    expected_out = family.encoder_outputs if role == "encoder" else family.decoder_outputs
     if role in ("context", "prompt"):  # checked as a pair by the manifest (_split_errors)
         expected_in, expected_out = tuple(t.name for t in inputs), tuple(t.name for t in outputs)
     if tuple(t.name for t in inputs) != expected_in or tuple(t.name for t in outputs) != expected_out:
@@ -130,8 +131,11 @@ def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
     from ..data import sample_images
     extra = tuple(f for f in cfg.formats if f != "onnx")
     convert_label = "convert " + ",".join(extra)
+    family = get_family(get_spec(cfg.model_type).family)
+    # the split decoder's algebra is SAM's decoder's; SAM 2.1 runs the full decoder (recorded in the manifest)
+    with_split = cfg.split_decoder and family.has_split_decoder
     steps = ["load model", "export encoder"] + [_decoder_label(k) for k in _decoder_variants(cfg)] + (
-        ["export split decoder"] if cfg.split_decoder else []) + ["parity"] + ([convert_label] if extra else [])
+        ["export split decoder"] if with_split else []) + ["parity"] + ([convert_label] if extra else [])
     timings: dict[str, float] = {}
     with tqdm(total=len(steps), disable=not progress, desc=f"export {cfg.model_type}", unit="step") as bar, \
             staged_directory(cfg.out_dir) as work:
@@ -145,20 +149,24 @@ def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
 
         sam, weights = step("load model", lambda: _load_model(cfg))
         encoder = step("export encoder", lambda: _graph_info(
-            "encoder", export_encoder(sam, work / "encoder.onnx", cfg.opset, cfg.simplify)))
+            "encoder", export_encoder(sam, work / "encoder.onnx", cfg.opset, cfg.simplify), family=family))
         decoders = []
         for k in _decoder_variants(cfg):
             name = "decoder.onnx" if k is None else f"decoder_p{k}.onnx"
             decoders.append(step(_decoder_label(k), lambda k=k, name=name: _graph_info(
-                "decoder", export_decoder(sam, work / name, k, cfg.opset, cfg.simplify), k)))
-        split = step("export split decoder", lambda: _export_split(sam, work, cfg)) if cfg.split_decoder else None
+                "decoder", export_decoder(sam, work / name, k, cfg.opset, cfg.simplify), k, family)))
+        split = step("export split decoder", lambda: _export_split(sam, work, cfg)) if with_split else None
         manifest = Manifest(
             model_type=get_spec(cfg.model_type).name, weights=weights, image_size=IMAGE_SIZE,
-            pixel_mean=PIXEL_MEAN, pixel_std=PIXEL_STD, mask_threshold=MASK_THRESHOLD,
+            pixel_mean=family.pixel_mean, pixel_std=family.pixel_std, mask_threshold=MASK_THRESHOLD,
             low_res_mask_size=LOW_RES_MASK_SIZE, embedding_shape=EMBEDDING_SHAPE, precision="fp32",
-            encoder=encoder, decoders=tuple(decoders), split=split,
+            encoder=encoder, decoders=tuple(decoders), split=split, family=family.name,
+            processing=family.processing,
             export={"exporter": "torch.onnx (dynamo)", "opset": cfg.opset, "versions": _versions(),
-                    "dynamic_points_dim": POINTS_DIM, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                    "dynamic_points_dim": POINTS_DIM,
+                    **({} if with_split or not cfg.split_decoder else
+                       {"split_decoder": f"not available for the {family.name} family (full decoder per prompt)"}),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         manifest.write(work)
         report = step("parity", lambda: run_parity(sam, work, sample_images(cfg.parity_images), cfg.thresholds,
                                                    on_step=bar.set_postfix_str))

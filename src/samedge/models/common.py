@@ -32,21 +32,25 @@ class MLPBlock(nn.Module):
 
 
 class MLP(nn.Module):
-    """The decoder's small ReLU MLPs (hypernetworks, IoU head): keys layers.0 .. layers.{n-1}."""
+    """The decoders' small MLPs (hypernetworks, IoU head; SAM 2's Hiera and transformer MLPs too): keys
+    layers.0 .. layers.{n-1}, ReLU between layers unless told otherwise, optional sigmoid on the output."""
 
-    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int,
+                 act: type[nn.Module] = nn.ReLU, sigmoid_output: bool = False) -> None:
         super().__init__()
         dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
         dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims_in, dims_out))
+        self.act = act()
+        self.sigmoid_output = sigmoid_output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < last:
-                x = torch.relu(x)
-        return x
+                x = self.act(x)
+        return torch.sigmoid(x) if self.sigmoid_output else x
 
 
 def neck(in_chans: int, out_chans: int = 256) -> nn.Sequential:

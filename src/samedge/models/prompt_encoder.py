@@ -69,6 +69,9 @@ class PromptEncoder(nn.Module):
         emb[labels == -1] += self.not_a_point_embed.weight
         emb[labels == 0] += self.point_embeddings[0].weight
         emb[labels == 1] += self.point_embeddings[1].weight
+        # SAM 2's prompt encoder also takes box corners as points (labels 2, 3); SAM's never sees those labels
+        emb[labels == 2] += self.point_embeddings[2].weight
+        emb[labels == 3] += self.point_embeddings[3].weight
         return emb
 
     def embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,11 @@ class Sam(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(-1, 1, 1), persistent=False)
 
 
-def build_sam(model_type: str) -> Sam:
-    """Build an architecture with PyTorch's default initialisation (use randomize_weights or
-    load_checkpoint afterwards)."""
-    return Sam(get_spec(model_type)).eval()
+def build_sam(model_type: str) -> nn.Module:
+    """Build an architecture (Sam, or Sam2 for the SAM 2.1 models) with PyTorch's default initialisation
+    (use randomize_weights or load_checkpoint afterwards)."""
+    spec = get_spec(model_type)
+    if spec.family == "sam2":
+        from .sam2 import Sam2
+        return Sam2(spec).eval()
+    return Sam(spec).eval()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import MLPBlock
+from .common import MLP, MLPBlock
 
 
 class Attention(nn.Module):
@@ -30,13 +30,15 @@ class Attention(nn.Module):
 
 
 class TwoWayAttentionBlock(nn.Module):
-    def __init__(self, dim: int, num_heads: int, mlp_dim: int, skip_first_layer_pe: bool) -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_dim: int, skip_first_layer_pe: bool,
+                 mlp_keys: str = "lin") -> None:
         super().__init__()
         self.self_attn = Attention(dim, num_heads)
         self.norm1 = nn.LayerNorm(dim)
         self.cross_attn_token_to_image = Attention(dim, num_heads, downsample_rate=2)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = MLPBlock(dim, mlp_dim, act=nn.ReLU)
+        # the same ReLU MLP; SAM names its layers lin1/lin2, SAM 2 layers.0/layers.1
+        self.mlp = MLPBlock(dim, mlp_dim, act=nn.ReLU) if mlp_keys == "lin" else MLP(dim, mlp_dim, dim, 2)
         self.norm3 = nn.LayerNorm(dim)
         self.norm4 = nn.LayerNorm(dim)
         self.cross_attn_image_to_token = Attention(dim, num_heads, downsample_rate=2)
@@ -59,10 +61,11 @@ class TwoWayAttentionBlock(nn.Module):
 
 
 class TwoWayTransformer(nn.Module):
-    def __init__(self, depth: int = 2, dim: int = 256, num_heads: int = 8, mlp_dim: int = 2048) -> None:
+    def __init__(self, depth: int = 2, dim: int = 256, num_heads: int = 8, mlp_dim: int = 2048,
+                 mlp_keys: str = "lin") -> None:
         super().__init__()
-        self.layers = nn.ModuleList(TwoWayAttentionBlock(dim, num_heads, mlp_dim, skip_first_layer_pe=(i == 0))
-                                    for i in range(depth))
+        self.layers = nn.ModuleList(TwoWayAttentionBlock(dim, num_heads, mlp_dim, skip_first_layer_pe=(i == 0),
+                                                         mlp_keys=mlp_keys) for i in range(depth))
         self.final_attn_token_to_image = Attention(dim, num_heads, downsample_rate=2)
         self.norm_final_attn = nn.LayerNorm(dim)
 
