@@ -27,3 +27,19 @@ def test_large_model_exports_from_a_saved_checkpoint(model_type, external, tmp_p
     else:
         assert m.encoder.simplify["tool"].startswith("onnxslim")
     load_bundle(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", ["base_plus", "large"])
+def test_sam2_large_sizes_export_from_a_saved_official_format_checkpoint(size, tmp_path):
+    """SAM 2.1 base+ and large: {"model": state_dict} saved like the official .pt, loaded strictly, exported with
+    OpenVINO IR, parity on one photo (encoder outputs, every prompt kind) on both backends."""
+    name = f"sam2.1_hiera_{size}"
+    ckpt = tmp_path / f"{name}.pt"
+    torch.save({"model": randomize_weights(build_sam(name), seed=0).state_dict()}, ckpt)
+    out = tmp_path / name
+    m = export_bundle(ExportConfig(name, out, weights="checkpoint", checkpoint=ckpt, parity_images=1,
+                                   formats=("openvino",)))
+    assert m.parity["passed"], m.parity["failures"]
+    assert m.converted["openvino"].conversion["parity"]["passed"]
+    load_bundle(out)

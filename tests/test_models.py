@@ -86,10 +86,14 @@ def test_corrupt_and_foreign_checkpoints(tmp_path):
     bad.write_bytes(b"not a checkpoint" * 100)
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         load_checkpoint(bad, "vit_b")
-    wrapped = tmp_path / "wrapped.pth"
-    torch.save({"model": {"x": torch.zeros(1)}, "epoch": 3}, wrapped)
+    wrapped = tmp_path / "wrapped.pth"  # a training checkpoint that is neither layout
+    torch.save({"optimizer": {"lr": 0.1}, "epoch": 3}, wrapped)
     with pytest.raises(CheckpointError, match="not a plain state dict"):
         load_checkpoint(wrapped, "vit_b")
+    foreign_model = tmp_path / "foreign_model.pt"  # SAM 2.1's {"model": state_dict} layout, foreign keys
+    torch.save({"model": {"x": torch.zeros(1)}, "epoch": 3}, foreign_model)
+    with pytest.raises(CheckpointError, match="no known SAM-family checkpoint"):
+        load_checkpoint(foreign_model, "vit_b")
     other = tmp_path / "other.pth"
     torch.save({"fc.weight": torch.zeros(2, 2)}, other)
     with pytest.raises(CheckpointError, match="no known SAM-family checkpoint"):

@@ -244,3 +244,51 @@ def test_family_that_contradicts_the_model_type_is_refused(sam2_bundle, tmp_path
     from samedge.bundle import load_bundle
     with pytest.raises(BundleError, match="family 'sam2', the manifest says 'sam'"):
         load_bundle(_edited(sam2_bundle, tmp_path, lambda d: d.update(family="sam")))
+
+
+# -- segment everything ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("use_m2m", [False, True])
+def test_generator_matches_the_official_sam2_generator(sam2_bundle, sam2_model, samples, use_m2m):
+    """SAM2AutomaticMaskGenerator's defaults (pred_iou_thresh 0.8 with the trained model's scale; here thresholds
+    on the random weights' scale), with and without m2m refinement, against the official one on the same weights."""
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+    from samedge.everything import SamAutomaticMaskGenerator, compare_records
+    official_model = _official("tiny", TEST_TINY_OVERRIDES)
+    official_model.load_state_dict(sam2_model.state_dict(), strict=True)
+    # random weights give image-wide texture masks whose boxes are all the whole image: box NMS at 1.0 keeps them
+    # all, so every filter, the m2m pass and the ordering are compared mask by mask
+    params = dict(points_per_side=6, points_per_batch=16, pred_iou_thresh=0.5, stability_score_thresh=0.05,
+                  stability_score_offset=0.05, box_nms_thresh=1.0, use_m2m=use_m2m)
+    photo = samples[1].rgb
+    official = SAM2AutomaticMaskGenerator(official_model, **params).generate(photo)
+    generator = SamAutomaticMaskGenerator.from_bundle(sam2_bundle, **params)
+    ours = generator.generate(photo)
+    assert len(official) >= 3, "the parameters must leave masks to compare"
+    agreement = compare_records(official, ours, iou=0.99)
+    assert agreement.is_exact(1e-3), agreement
+    assert generator.last_stats.prompts == 36
+
+
+def test_generator_takes_sam2_defaults_from_the_bundle(sam2_bundle, tiny_bundle):
+    from samedge.everything import SamAutomaticMaskGenerator
+    assert SamAutomaticMaskGenerator.from_bundle(sam2_bundle).config.pred_iou_thresh == 0.8
+    assert SamAutomaticMaskGenerator.from_bundle(tiny_bundle).config.pred_iou_thresh == 0.88
+
+
+def test_gaze_demo_runs_on_a_sam2_bundle(sam2_bundle, samples, tmp_path):
+    """The AR gaze demo, unchanged, on a SAM 2.1 bundle: real photo panned into a video, real EyeLink trace."""
+    cv2 = pytest.importorskip("cv2")
+    from samedge.cli import main
+    photo = samples[1].rgb
+    video = tmp_path / "pan.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 240))
+    for i in range(12):
+        writer.write(np.ascontiguousarray(photo[100:340, 100 + 4 * i:420 + 4 * i, ::-1]))
+    writer.release()
+    out = tmp_path / "demo"
+    assert main(["demo", "gaze", "--bundle", str(sam2_bundle), "--out", str(out), "--video", str(video),
+                 "--backend", "onnxruntime", "--policy", "every_frame"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == 12 and summary["fixations"] >= 1 and summary["decoder_calls"] >= 1
+    rows = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
+    assert any(r["mask_area"] > 0 for r in rows)

@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, required=True, help="output folder: <stem>.everything.png / .json")
     ev.add_argument("--points-per-side", type=int, default=32)
     ev.add_argument("--points-per-batch", type=int, default=64)
-    ev.add_argument("--pred-iou-thresh", type=float, default=0.88)
+    ev.add_argument("--pred-iou-thresh", type=float, default=None,
+                    help="default: the family's official one (0.88 SAM, 0.8 SAM 2.1)")
     ev.add_argument("--stability-score-thresh", type=float, default=0.95)
     ev.add_argument("--stability-score-offset", type=float, default=1.0)
     ev.add_argument("--box-nms-thresh", type=float, default=0.7)
@@ -225,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--min-mask-region-area", type=int, default=0)
     ev.add_argument("--output-mode", choices=("coco_rle", "uncompressed_rle"), default="coco_rle",
                     help="RLE in the JSON: compressed (needs pycocotools) or uncompressed counts")
+    ev.add_argument("--m2m", action="store_true", help="SAM 2's use_m2m: refine each candidate with its own "
+                    "low-res logits as the mask prior (one more decode per candidate)")
+    ev.add_argument("--single-mask", action="store_true", help="one mask per point (SAM 2's multimask_output=False)")
     ev.add_argument("--fast", action="store_true", help="skip grid points inside masks already found (NOT exact: "
                     "its recall of exact-mode masks is measured by benchmarks/everything.py)")
     ev.add_argument("--no-progress", action="store_true")
@@ -560,7 +564,8 @@ def _everything(args) -> int:
                   pred_iou_thresh=args.pred_iou_thresh, stability_score_thresh=args.stability_score_thresh,
                   stability_score_offset=args.stability_score_offset, box_nms_thresh=args.box_nms_thresh,
                   crop_n_layers=args.crop_n_layers, crop_n_points_downscale_factor=args.crop_n_points_downscale_factor,
-                  min_mask_region_area=args.min_mask_region_area, output_mode=args.output_mode)
+                  min_mask_region_area=args.min_mask_region_area, output_mode=args.output_mode,
+                  use_m2m=args.m2m, multimask_output=not args.single_mask)
     SamAutomaticMaskGenerator(None, **params)  # bad parameters fail before any model is loaded
     predictor = SamPredictor(args.bundle, args.backend, args.device, threads=args.threads, precision=args.precision,
                              embedding_cache_size=0)

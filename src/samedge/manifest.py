@@ -265,8 +265,8 @@ def _consistency_errors(m: Manifest) -> list[str]:
         enc_out = [t.name for t in enc.outputs]
         if [t.name for t in enc.inputs] != list(family.encoder_inputs) or enc_out != list(family.encoder_outputs):
             missing = [n for n in family.encoder_outputs if n not in enc_out]
-            errors.append(f"{fmt} encoder: I/O {[t.name for t in enc.inputs]} -> {enc_out}, the {m.family} contract "
-                          f"is {list(family.encoder_inputs)} -> {list(family.encoder_outputs)}"
+            errors.append(f"{fmt} encoder: I/O {[t.name for t in enc.inputs]} -> {enc_out}, the contract is "
+                          f"{list(family.encoder_inputs)} -> {list(family.encoder_outputs)} ({m.family} family)"
                           + (f" (missing {missing})" if missing else ""))
         else:
             shape = enc.inputs[0].shape
@@ -283,8 +283,8 @@ def _consistency_errors(m: Manifest) -> list[str]:
             names_in, names_out = tuple(t.name for t in g.inputs), tuple(t.name for t in g.outputs)
             if names_in != family.decoder_inputs or names_out != family.decoder_outputs:
                 missing = [n for n in family.decoder_inputs if n not in names_in]
-                errors.append(f"{fmt} decoder {g.file}: I/O {list(names_in)} -> {list(names_out)}, the {m.family} "
-                              f"contract is {list(family.decoder_inputs)} -> {list(family.decoder_outputs)}"
+                errors.append(f"{fmt} decoder {g.file}: I/O {list(names_in)} -> {list(names_out)}, the contract is "
+                              f"{list(family.decoder_inputs)} -> {list(family.decoder_outputs)} ({m.family} family)"
                               + (f" (missing input(s) {missing})" if missing else ""))
                 continue
             errors += _point_rows_errors(f"{fmt} decoder {g.file}", g, _named(g.inputs, "point_coords"))

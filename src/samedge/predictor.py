@@ -144,8 +144,7 @@ class SamPredictor:
         if image_format == "BGR":
             image = np.ascontiguousarray(image[..., ::-1])
         m = self.bundle.manifest
-        model_input, geom = processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std,
-                                                        m.processing)
+        model_input, geom = processing.preprocess_for(image, m)
         outputs = self._encoder.run({self._encoder.input_names[0]: model_input})
         embedding = outputs[self._encoder.output_names[0]]
         features = self._extra_features(outputs)
@@ -280,8 +279,7 @@ class SamPredictor:
         times: dict[str, float] = {}
         t0 = time.perf_counter()
         m = self.bundle.manifest
-        model_input, geometry = processing.preprocess_image(
-            np.zeros((*image_hw, 3), np.uint8), m.image_size, m.pixel_mean, m.pixel_std, m.processing)
+        model_input, geometry = processing.preprocess_for(np.zeros((*image_hw, 3), np.uint8), m)
         outputs = self._encoder.run({self._encoder.input_names[0]: model_input})
         embedding, features = outputs[self._encoder.output_names[0]], self._extra_features(outputs)
         times["encoder"] = (time.perf_counter() - t0) * 1e3
@@ -418,24 +416,15 @@ class SamPredictor:
         return processing.select_masks(low_res, scores, multimask_output, m.processing)
 
     def _prompt_rows(self, point_coords, point_labels, box, geometry) -> tuple[np.ndarray, np.ndarray]:
-        """User prompts -> decoder rows (1, N, 2), (1, N) in the model frame, as the family's official predictor
-        builds them. SAM: points, then box corners (labels 2, 3), or a padding point (-1) when there is no box.
-        SAM 2: box corners first, then points, then the padding point always."""
+        """User prompts -> decoder rows (1, N, 2), (1, N) in the model frame (processing.prompt_rows)."""
         if point_coords is None and point_labels is None and box is None:
             raise InputError("give at least one prompt: point_coords with point_labels, and/or box")
-        proc = self.bundle.manifest.processing
-        points, corners = [], []
+        c = lab = b = None
         if point_coords is not None or point_labels is not None:
             c, lab = check_points(point_coords, point_labels, geometry.original_hw)
-            points = [(processing.transform_coords(c, geometry), lab)]
         if box is not None:
             b = check_box(box, geometry.original_hw)
-            corners = [(processing.transform_boxes(b, geometry).reshape(2, 2), np.array([2, 3], np.float32))]
-        parts = corners + points if proc.box_first else points + corners
-        if box is None or proc.always_pad_point:
-            parts.append((np.zeros((1, 2), np.float32), np.array([-1], np.float32)))
-        rows = np.concatenate([p[0] for p in parts])[None].astype(np.float32)
-        return rows, np.concatenate([p[1] for p in parts])[None].astype(np.float32)
+        return processing.prompt_rows(c, lab, b, geometry, self.bundle.manifest.processing)
 
     def decoder_graph(self, num_clicks: int, mask_input: bool = False) -> GraphInfo:
         """The graph a prompt of num_clicks clicks (a box counts as one) runs on: the split decoder's prompt

@@ -136,6 +136,11 @@ def preprocess_image(image: np.ndarray, model_size: int = IMAGE_SIZE,
     return normalize_and_pad(resize_image(image, geom.input_hw), model_size, mean, std), geom
 
 
+def preprocess_for(image: np.ndarray, manifest) -> tuple[np.ndarray, ImageGeometry]:
+    """preprocess_image with a bundle manifest's size, mean/std and processing (its family's)."""
+    return preprocess_image(image, manifest.image_size, manifest.pixel_mean, manifest.pixel_std, manifest.processing)
+
+
 def transform_coords(coords: np.ndarray, geom: ImageGeometry) -> np.ndarray:
     """(..., 2) x,y in original pixels -> the resized frame, float32."""
     (old_h, old_w), (new_h, new_w) = geom.original_hw, geom.input_hw
@@ -148,6 +153,20 @@ def transform_coords(coords: np.ndarray, geom: ImageGeometry) -> np.ndarray:
 def transform_boxes(boxes: np.ndarray, geom: ImageGeometry) -> np.ndarray:
     """(..., 4) x0,y0,x1,y1 -> (..., 4) in the resized frame."""
     return transform_coords(np.asarray(boxes).reshape(-1, 2, 2), geom).reshape(np.shape(boxes))
+
+
+def prompt_rows(points: np.ndarray | None, labels: np.ndarray | None, box: np.ndarray | None,
+                geom: ImageGeometry, processing=None) -> tuple[np.ndarray, np.ndarray]:
+    """Validated prompts in original pixels -> decoder rows (1, N, 2), (1, N) float32 in the model frame, as
+    the family's official predictor builds them. SAM: points, then box corners (labels 2, 3), or a padding
+    row (-1) when there is no box. SAM 2 (box_first, always_pad_point): corners, points, then the padding row."""
+    pts = [] if points is None else [(transform_coords(points, geom), np.asarray(labels, np.float32))]
+    corners = [] if box is None else [(transform_boxes(box, geom).reshape(2, 2), np.array([2, 3], np.float32))]
+    parts = corners + pts if processing is not None and processing.box_first else pts + corners
+    if box is None or (processing is not None and processing.always_pad_point):
+        parts.append((np.zeros((1, 2), np.float32), np.array([-1], np.float32)))
+    rows = np.concatenate([p[0] for p in parts])[None].astype(np.float32)
+    return rows, np.concatenate([p[1] for p in parts])[None].astype(np.float32)
 
 
 def bilinear_matrix(in_size: int, out_size: int) -> np.ndarray:

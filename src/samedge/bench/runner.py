@@ -174,9 +174,9 @@ def bench_samedge(target: BenchTarget, cfg: BenchConfig, image: np.ndarray, peak
         first_predict = (time.perf_counter() - t0) * 1e3
 
         stages: dict[str, dict] = {}
-        x, geom = processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std)
+        x, geom = processing.preprocess_for(image, m)
         stages["preprocess"] = _stats(time_calls(
-            lambda: processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std), cfg.plan))
+            lambda: processing.preprocess_for(image, m), cfg.plan))
         encoder = predictor.encoder_session
         feed = {encoder.input_names[0]: x}
         stages["encoder"] = _stats(time_calls(lambda: encoder.run(feed), cfg.plan))
@@ -191,7 +191,8 @@ def bench_samedge(target: BenchTarget, cfg: BenchConfig, image: np.ndarray, peak
             session, dfeed = predictor.prepared_decode(**kwargs)
             stages[f"decoder_{kind}"] = _stats(time_calls(lambda: session.run(dfeed), cfg.plan))
             stages[f"predict_{kind}"] = _stats(time_calls(lambda: predictor.predict(**kwargs), cfg.plan))
-            graphs[kind] = predictor.decoder_graph(PROMPTS[kind], mask_input="mask_input" in kwargs).file
+            graphs[kind] = predictor.decoder_graph(dfeed["point_coords"].shape[1] - 1,
+                                                   mask_input="mask_input" in kwargs).file
         low_res = predictor.predict(**prompt_kwargs("1pt", hw))[2]
         stages["postprocess"] = _stats(time_calls(  # the 3 masks of a multimask prompt
             lambda: processing.postprocess_masks(low_res, geom) > m.mask_threshold, cfg.plan))
@@ -238,34 +239,30 @@ def bench_official_onnx(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, 
     from .baselines import export_official_decoder, official_decoder_feeds, open_plain
     bundle = load_bundle(bundle_path, warn_random=False)
     m = bundle.manifest
-    geom = processing.geometry_for(*image.shape[:2], m.image_size)
+    geom = processing.geometry_for(*image.shape[:2], m.image_size, square=m.processing.resize == "square")
+    feature_names = [t.name for t in m.encoder.outputs]
     with tempfile.TemporaryDirectory() as tmp:
         dec_path = export_official_decoder(model_for_manifest(m, cfg.checkpoint), Path(tmp) / "official_decoder.onnx",
-                                           geom.original_hw, geom.input_hw)
+                                           geom.original_hw, geom.input_hw, geom.square)
         with PeakMemory() as mem:
             t0 = time.perf_counter()
             enc, version = open_plain(bundle.file(m.encoder), backend, threads)
             dec, _ = open_plain(dec_path, backend, threads)
             load_ms = (time.perf_counter() - t0) * 1e3
-            x, _ = processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std)
+            x, _ = processing.preprocess_for(image, m)
             t0 = time.perf_counter()
-            embedding = enc({"image": x})[0]
+            features = dict(zip(feature_names, enc({"image": x})))  # image_embeddings [+ SAM 2.1 high-res]
             first_encode = (time.perf_counter() - t0) * 1e3
             stages = {"preprocess": _stats(time_calls(
-                lambda: processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std), cfg.plan))}
+                lambda: processing.preprocess_for(image, m), cfg.plan))}
             stages["encoder"] = _stats(time_calls(lambda: enc({"image": x}), cfg.plan))
             first_predict = None
             previous = None
             for kind in ("1pt", *[k for k in cfg.prompts if k != "1pt"]):
                 kw = prompt_kwargs(kind, image.shape[:2], previous)
-                if kind == "box":
-                    b = processing.transform_boxes(kw["box"], geom).reshape(2, 2)
-                    coords, labels = b[None], np.array([[2.0, 3.0]], np.float32)
-                else:
-                    pts = processing.transform_coords(kw["point_coords"], geom)
-                    coords = np.concatenate([pts, np.zeros((1, 2))])[None].astype(np.float32)
-                    labels = np.array([[1.0] * len(pts) + [-1.0]], np.float32)
-                feeds = official_decoder_feeds(embedding, coords.astype(np.float32), labels, kw.get("mask_input"))
+                coords, labels = processing.prompt_rows(kw.get("point_coords"), kw.get("point_labels"), kw.get("box"),
+                                                        geom, m.processing)
+                feeds = official_decoder_feeds(features, coords, labels, kw.get("mask_input"))
                 if first_predict is None:
                     t0 = time.perf_counter()
                     out = dec(feeds)
@@ -276,11 +273,13 @@ def bench_official_onnx(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, 
                 # the official graph returns full-size logits; the user thresholds them: that is its predict()
                 stages[f"decoder_{kind}"] = _stats(time_calls(lambda: dec(feeds)[0] > 0, cfg.plan))
                 stages[f"predict_{kind}"] = stages[f"decoder_{kind}"]
-            one = official_decoder_feeds(embedding, *_one_point(image, geom))
+            one_kw = prompt_kwargs("1pt", image.shape[:2])
+            one = official_decoder_feeds(features, *processing.prompt_rows(
+                one_kw["point_coords"], one_kw["point_labels"], None, geom, m.processing))
 
             def e2e():
-                xx, _ = processing.preprocess_image(image, m.image_size, m.pixel_mean, m.pixel_std)
-                one["image_embeddings"] = enc({"image": xx})[0]
+                xx, _ = processing.preprocess_for(image, m)
+                one.update(zip(feature_names, enc({"image": xx})))
                 return dec(one)[0] > 0
             stages["end_to_end"] = _stats(time_calls(e2e, cfg.plan))
             if "decoder_1pt" in stages:
@@ -307,20 +306,13 @@ def dec_path_bytes(path: Path) -> int | None:
     return path.stat().st_size if path.exists() else None
 
 
-def _one_point(image: np.ndarray, geom) -> tuple[np.ndarray, np.ndarray]:
-    kw = prompt_kwargs("1pt", image.shape[:2])
-    pts = processing.transform_coords(kw["point_coords"], geom)
-    return (np.concatenate([pts, np.zeros((1, 2))])[None].astype(np.float32),
-            np.array([[1.0, -1.0]], np.float32))
-
-
 def bench_pytorch(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, threads: int | None,
                   peak_gflops: float | None, device: str = "cpu") -> dict:
     """segment-anything's own predictor logic in PyTorch eager, fp32, on the CPU or a CUDA GPU (the GPU row
     where onnxruntime-gpu is not installed)."""
     import torch
 
-    from ..export.reference import TorchReferencePredictor
+    from ..export.reference import reference_for
     from ..export.rebuild import model_for_manifest
     from ..errors import BackendUnavailableError
     bundle = load_bundle(bundle_path, warn_random=False)
@@ -332,7 +324,7 @@ def bench_pytorch(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, thread
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     with PeakMemory() as mem, torch.inference_mode():
         t0 = time.perf_counter()
-        ref = TorchReferencePredictor(model_for_manifest(m, cfg.checkpoint).to(device), m.image_size)
+        ref = reference_for(model_for_manifest(m, cfg.checkpoint).to(device))
         load_ms = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         ref.set_image(image)
@@ -343,7 +335,7 @@ def bench_pytorch(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, thread
         first_predict = (time.perf_counter() - t0) * 1e3
         x = ref.preprocess(image).to(device)
         stages = {"preprocess": _stats(time_calls(lambda: ref.preprocess(image), cfg.plan)),
-                  "encoder": _stats(time_calls(lambda: (ref.sam.image_encoder(x), sync()), cfg.plan))}
+                  "encoder": _stats(time_calls(lambda: (ref.encoder_forward(x), sync()), cfg.plan))}
         previous = None
         for kind in ("1pt", *[k for k in cfg.prompts if k != "1pt"]):
             kw = prompt_kwargs(kind, image.shape[:2], previous)

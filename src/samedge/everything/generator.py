@@ -35,6 +35,9 @@ from .nms import batched_nms, box_area
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
 
+DEFAULT_PRED_IOU_THRESH = {"sam": 0.88, "sam2": 0.8}
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """segment_anything.SamAutomaticMaskGenerator's parameters, with its defaults and meaning."""
@@ -51,8 +54,14 @@ class GeneratorConfig:
     point_grids: tuple[np.ndarray, ...] | None = None
     min_mask_region_area: int = 0
     output_mode: str = "binary_mask"
+    # SAM2AutomaticMaskGenerator's two additions: m2m refines each candidate with its own low-res logits as the
+    # mask prior (one more single-mask decode); multimask_output False asks one mask per point.
+    use_m2m: bool = False
+    multimask_output: bool = True
 
     def __post_init__(self) -> None:
+        check_flag(self.use_m2m, "use_m2m")
+        check_flag(self.multimask_output, "multimask_output")
         for name in ("points_per_batch", "crop_n_layers", "crop_n_points_downscale_factor", "min_mask_region_area"):
             _check_int(getattr(self, name), name, low=1 if name in ("points_per_batch",
                                                                    "crop_n_points_downscale_factor") else 0)
@@ -179,19 +188,23 @@ class SamAutomaticMaskGenerator:
     """
 
     def __init__(self, predictor, points_per_side: int | None = 32, points_per_batch: int = 64,
-                 pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95,
+                 pred_iou_thresh: float | None = None, stability_score_thresh: float = 0.95,
                  stability_score_offset: float = 1.0, box_nms_thresh: float = 0.7, crop_n_layers: int = 0,
                  crop_nms_thresh: float = 0.7, crop_overlap_ratio: float = 512 / 1500,
                  crop_n_points_downscale_factor: int = 1, point_grids: list[np.ndarray] | None = None,
-                 min_mask_region_area: int = 0, output_mode: str = "binary_mask", *,
-                 upscale_first: bool = False, fast: bool = False) -> None:
+                 min_mask_region_area: int = 0, output_mode: str = "binary_mask", use_m2m: bool = False,
+                 multimask_output: bool = True, *, upscale_first: bool = False, fast: bool = False) -> None:
+        if pred_iou_thresh is None:  # the family's official default: 0.88 (SAM), 0.8 (SAM 2)
+            family = predictor.bundle.manifest.family if predictor is not None else "sam"
+            pred_iou_thresh = DEFAULT_PRED_IOU_THRESH[family]
         self.config = GeneratorConfig(
             points_per_side=points_per_side, points_per_batch=points_per_batch, pred_iou_thresh=pred_iou_thresh,
             stability_score_thresh=stability_score_thresh, stability_score_offset=stability_score_offset,
             box_nms_thresh=box_nms_thresh, crop_n_layers=crop_n_layers, crop_nms_thresh=crop_nms_thresh,
             crop_overlap_ratio=crop_overlap_ratio, crop_n_points_downscale_factor=crop_n_points_downscale_factor,
             point_grids=None if point_grids is None else tuple(point_grids),
-            min_mask_region_area=min_mask_region_area, output_mode=output_mode)
+            min_mask_region_area=min_mask_region_area, output_mode=output_mode, use_m2m=use_m2m,
+            multimask_output=multimask_output)
         self.predictor = predictor
         self.point_grids = self.config.grids()
         self.upscale_first = check_flag(upscale_first, "upscale_first")
@@ -306,7 +319,7 @@ class SamAutomaticMaskGenerator:
         n = len(points)
         low_res, iou_preds = predictor.decode_batch(point_coords=points[:, None, :],
                                                     point_labels=np.ones((n, 1), np.float32),
-                                                    multimask_output=True)
+                                                    multimask_output=cfg.multimask_output)
         clock.lap("decoder")
         per_point = low_res.shape[1]
         low_res = low_res.reshape(n * per_point, *low_res.shape[2:])
@@ -314,6 +327,9 @@ class SamAutomaticMaskGenerator:
         pts = np.repeat(points, per_point, axis=0)
         stats.prompts += n
         stats.candidates += len(iou_preds)
+        if cfg.use_m2m:
+            low_res, iou_preds = self._refine_with_m2m(pts, low_res)
+            clock.lap("decoder")
         geometry = predictor.geometry
         logits = None
         if self.upscale_first:  # the official order: every candidate at full size before any filter
@@ -347,6 +363,25 @@ class SamAutomaticMaskGenerator:
         clock.lap("rle")
         return _Candidates(rles, boxes, iou_preds.astype(np.float32), pts, stability.astype(np.float32),
                            np.zeros((len(rles), 4), np.int64))
+
+    def _refine_with_m2m(self, pts: np.ndarray, low_res: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SAM 2's mask-to-mask refinement: each candidate decoded again, single-mask, with its own low-res logits
+        (as the predictor returns them: clamped for SAM 2) as the mask prior, points_per_batch at a time.
+        (C, 2) points, (C, 256, 256) logits -> refined (C, 256, 256) logits, (C,) scores."""
+        bound = self.predictor.bundle.manifest.processing.low_res_clamp
+        prior = low_res if bound is None else np.clip(low_res, -bound, bound)
+        step = self.config.points_per_batch
+        out_low, out_iou = [], []
+        for i in range(0, len(pts), step):
+            sl = slice(i, i + step)
+            lr, iou = self.predictor.decode_batch(point_coords=pts[sl, None, :],
+                                                  point_labels=np.ones((len(pts[sl]), 1), np.float32),
+                                                  mask_input=prior[sl, None], multimask_output=False)
+            out_low.append(lr[:, 0])
+            out_iou.append(iou[:, 0])
+        if not out_low:
+            return low_res, np.zeros(0, np.float32)
+        return np.concatenate(out_low), np.concatenate(out_iou)
 
     @staticmethod
     def _remove_small_regions(data: _Candidates, min_area: int, nms_thresh: float) -> _Candidates:

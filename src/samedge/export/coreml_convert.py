@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import artifact_bytes, artifact_sha256
-from ..contract import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT
+from ..contract import DECODER_OUTPUTS, ENCODER_INPUT
 from ..errors import BackendUnavailableError, ExportError, InputError
 from ..manifest import ConvertedGraphs, GraphInfo, TensorSpec
 from ..model_types import EMBEDDING_SHAPE, IMAGE_SIZE, LOW_RES_MASK_SIZE
@@ -116,25 +116,29 @@ def convert_bundle_coreml(sam, out_root: Path, cfg: CoreMLConfig) -> ConvertedGr
     """sam -> out_root/coreml/{encoder,decoder_pK}.mlpackage; file names relative to out_root."""
     import torch
 
-    from .graphs import DecoderGraph, EncoderGraph
+    from ..families import SAM2_HIGH_RES_SHAPES
+    from .onnx_export import _named_arguments
+    from .specs import spec_for
+    spec = spec_for(sam)  # the family's graphs and I/O names (SAM 2.1: high-res features out of / into them)
+    fam = spec.family
     ct = _ct()
     bundle_dir = out_root
     out = out_root / SUBDIR
     out.mkdir(parents=True, exist_ok=True)
     image = torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE)
     enc_path = out / "encoder.mlpackage"
-    _convert(ct, EncoderGraph(sam), (image,), (ENCODER_INPUT,), (ENCODER_OUTPUT,), cfg, enc_path)
+    _convert(ct, spec.encoder_graph(sam), (image,), fam.encoder_inputs, fam.encoder_outputs, cfg, enc_path)
+    out_shapes = (EMBEDDING_SHAPE, *SAM2_HIGH_RES_SHAPES)[:len(fam.encoder_outputs)]
     encoder = _info(bundle_dir, enc_path, "encoder", (TensorSpec(ENCODER_INPUT, (1, 3, IMAGE_SIZE, IMAGE_SIZE),
                                                                   "float32"),),
-                    (TensorSpec(ENCODER_OUTPUT, EMBEDDING_SHAPE, "float32"),))
+                    tuple(TensorSpec(n, s, "float32") for n, s in zip(fam.encoder_outputs, out_shapes)))
     decoders = []
     for k in sorted(set(cfg.decoder_points)):
-        rows = k + 1
-        args = (torch.zeros(*EMBEDDING_SHAPE), torch.zeros(1, rows, 2), torch.tensor([[1.0] * k + [-1.0]]),
-                torch.zeros(1, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), torch.zeros(1))
+        args = spec.dummy_decoder_inputs(k + 1)
         path = out / f"decoder_p{k}.mlpackage"
-        _convert(ct, DecoderGraph(sam), args, DECODER_INPUTS, DECODER_OUTPUTS, cfg, path)
-        ins = tuple(TensorSpec(n, tuple(a.shape), "float32") for n, a in zip(DECODER_INPUTS, args))
+        _convert(ct, _named_arguments(spec.decoder_graph(sam), fam.decoder_inputs), args, fam.decoder_inputs,
+                 fam.decoder_outputs, cfg, path)
+        ins = tuple(TensorSpec(n, tuple(a.shape), "float32") for n, a in zip(fam.decoder_inputs, args))
         outs = (TensorSpec(DECODER_OUTPUTS[0], (1, 4, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), "float32"),
                 TensorSpec(DECODER_OUTPUTS[1], (1, 4), "float32"))
         decoders.append(_info(bundle_dir, path, "decoder", ins, outs, k))

@@ -32,6 +32,10 @@ class TorchReferencePredictor:
         x = (x - self.sam.pixel_mean) / self.sam.pixel_std
         return F.pad(x, (0, self.image_size - neww, 0, self.image_size - newh))
 
+    def encoder_forward(self, x: torch.Tensor):
+        """The encoder graph's computation on a preprocessed image (what the bench times)."""
+        return self.sam.image_encoder(x)
+
     @torch.no_grad()
     def set_image(self, image: np.ndarray) -> None:
         self.original_size = image.shape[:2]
@@ -95,6 +99,9 @@ class TorchReferenceSam2Predictor:
         mean = torch.tensor(self.MEAN).view(1, -1, 1, 1)
         std = torch.tensor(self.STD).view(1, -1, 1, 1)
         return ((x - mean) / std).to(self._device())
+
+    def encoder_forward(self, x: torch.Tensor):
+        return self.sam.image_features(x)
 
     @torch.no_grad()
     def set_image(self, image: np.ndarray) -> None:

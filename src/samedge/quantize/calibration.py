@@ -52,16 +52,19 @@ class CalibrationSet:
 
 def encoder_inputs(cal: CalibrationSet, manifest: Manifest) -> Iterator[np.ndarray]:
     for image in cal.images:
-        x, _ = processing.preprocess_image(image, manifest.image_size, manifest.pixel_mean, manifest.pixel_std)
+        x, _ = processing.preprocess_for(image, manifest)
         yield x
 
 
-def decoder_inputs(embeddings: list[tuple[np.ndarray, processing.ImageGeometry]], rows: int | None,
+def decoder_inputs(embeddings: list, rows: int | None,
                    prompts_per_image: int = 4, seed: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """Decoder feeds with random points (and boxes) inside each image; rows = the graph's fixed point
-    rows, or None for a dynamic graph (then 1-3 clicks)."""
+    rows, or None for a dynamic graph (then 1-3 clicks). `embeddings`: ImageEmbedding items (their
+    per-image features, SAM 2.1's high-res maps, go into every feed) or (embedding, geometry) pairs."""
     rng = np.random.default_rng(seed)
-    for embedding, geom in embeddings:
+    for item in embeddings:
+        embedding, geom = (item.embedding, item.geometry) if hasattr(item, "geometry") else item
+        features = getattr(item, "features", None) or {}
         h, w = geom.original_hw
         for i in range(prompts_per_image):
             clicks = (rows - 1) if rows else int(rng.integers(1, 4))
@@ -78,7 +81,7 @@ def decoder_inputs(embeddings: list[tuple[np.ndarray, processing.ImageGeometry]]
                 coords.append(np.zeros((1, 2), np.float32))
                 labels.append(-1.0)
             has_mask = i == prompts_per_image - 1
-            yield {"image_embeddings": embedding,
+            yield {"image_embeddings": embedding, **features,
                    "point_coords": np.concatenate(coords)[None].astype(np.float32),
                    "point_labels": np.array([labels], np.float32),
                    "mask_input": (rng.standard_normal((1, 1, 256, 256)) * 4 * has_mask).astype(np.float32),

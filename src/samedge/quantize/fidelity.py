@@ -65,6 +65,7 @@ class PredictorSide:
     def __init__(self, predictor: SamPredictor, label: str) -> None:
         self.p, self.label = predictor, label
         _, self.decoders = predictor.bundle.manifest.graphs_for(predictor.format)
+        self.box_clicks = 2 if predictor.bundle.manifest.processing.always_pad_point else 1
 
     def set_image(self, rgb: np.ndarray) -> np.ndarray:
         self.p.set_image(rgb)
@@ -95,9 +96,10 @@ class TorchSide:
     variants are measured where CoreML cannot run (everywhere but macOS)."""
 
     def __init__(self, sam, label: str, decoder_points: tuple[int, ...]) -> None:
-        from ..export.reference import TorchReferencePredictor
-        self.ref, self.label = TorchReferencePredictor(sam), label
+        from ..export.reference import reference_for
+        self.ref, self.label = reference_for(sam), label
         self.decoders = tuple(_TorchDecoder(k) for k in decoder_points)
+        self.box_clicks = 2 if sam.spec.family == "sam2" else 1
 
     def set_image(self, rgb: np.ndarray) -> np.ndarray:
         self.ref.set_image(rgb)
@@ -135,7 +137,7 @@ def measure(reference, variant, samples: list[SampleImage], thresholds: QuantThr
         for var_graph in variant.decoders:
             ref_graph = reference.decoder_for(var_graph.num_points)
             k = var_graph.num_points
-            plist = prompt_set(sample) if k is None else static_prompts(sample, k)
+            plist = prompt_set(sample) if k is None else static_prompts(sample, k, variant.box_clicks)
             previous: dict = {}
             for prompt in plist:
                 row = compare_prompt(_Pinned(reference, ref_graph), _Pinned(variant, var_graph), prompt, previous)

@@ -82,7 +82,7 @@ class _Feeds:
             self.embeddings = []
             for image in cal.images:
                 fp32.set_image(image)
-                self.embeddings.append((fp32.get_image_embedding(), fp32.geometry))
+                self.embeddings.append(fp32.get_image_embedding_item())
 
     def for_graph(self, g: GraphInfo):
         if self.cal is None:
