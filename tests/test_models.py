@@ -117,7 +117,9 @@ def test_official_table_matches_shared_list():
     if not shared.is_file():
         pytest.skip("shared/official_checkpoints.json is not beside this checkout")
     data = json.loads(shared.read_text())
-    names = {"vit_b": "vit_b", "vit_l": "vit_l", "vit_h": "vit_h", "vit_t": "mobile_sam"}
+    names = {"vit_b": "vit_b", "vit_l": "vit_l", "vit_h": "vit_h", "vit_t": "mobile_sam",
+             **{f"sam2.1_hiera_{s}": f"sam2.1_hiera_{s}" for s in ("tiny", "small", "base_plus", "large")}}
+    assert set(names) == {k for k in data if not k.startswith("_")}  # every official file is downloadable
     for key, ours in names.items():
         c = OFFICIAL_CHECKPOINTS[ours]
         assert (c.file, c.url, c.bytes, c.sha256) == (data[key]["file"], data[key]["url"], data[key]["bytes"],
