@@ -211,6 +211,24 @@ def test_sam2_bundle_matches_the_official_predictor(sam2_bundle, sam2_model, sam
     assert max(r["low_res_max_abs_error"] for r in rows) < 1e-2, rows
 
 
+def test_coreml_conversion_has_the_sam2_contract(sam2_bundle, tmp_path):
+    """CoreML (static shapes, fp16 with the fp32 op list): the encoder gives the three outputs, the static
+    decoder takes them; structure only (CoreML prediction needs macOS)."""
+    from coreml_structure import check_mlpackage
+    from samedge.bundle import load_bundle
+    from samedge.export.convert import ConvertConfig, add_formats
+    from samedge.export.coreml_convert import DEFAULT_FP32_OPS, CoreMLConfig
+    b = tmp_path / "b"
+    shutil.copytree(sam2_bundle, b)
+    add_formats(b, ConvertConfig(("coreml",), coreml=CoreMLConfig((2,))))
+    coreml = load_bundle(b, warn_random=False).manifest.converted["coreml"]
+    assert [t.name for t in coreml.encoder.outputs] == list(SAM2.encoder_outputs)
+    assert [t.shape for t in coreml.decoders[0].inputs][:4] == [(1, 256, 64, 64), (1, 32, 256, 256),
+                                                                (1, 64, 128, 128), (1, 3, 2)]
+    for graph in (coreml.encoder, *coreml.decoders):
+        check_mlpackage(b / graph.file, graph, DEFAULT_FP32_OPS)
+
+
 def test_sam2_single_mask_output_uses_the_stability_rule(sam2_bundle, samples):
     p = SamPredictor(sam2_bundle, embedding_cache_size=0)
     p.set_image(samples[0].rgb)

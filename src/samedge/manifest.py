@@ -342,11 +342,14 @@ def manifest_from_dict(d: dict, source: str = "manifest") -> Manifest:
         raise ManifestVersionError(f"{source} has format_version {version!r}; this samedge reads versions "
                                    f"{list(READABLE_VERSIONS)}. Re-export the bundle or upgrade samedge.")
     family = d.get("family", "sam")
-    if version < FAMILY_VERSION and (family != "sam" or "processing" in d or _is_sam2_model(d.get("model_type"))):
+    if version < FAMILY_VERSION and (family != "sam" or _is_sam2_model(d.get("model_type"))):
         raise ManifestVersionError(f"{source} says format_version {version}, but it holds a {family} "
                                    f"({d.get('model_type')!r}) bundle: versions before {FAMILY_VERSION} hold SAM 1 "
                                    f"models only. A SAM 2.1 bundle is format_version {FAMILY_VERSION}; re-export it.")
     errors = _schema_errors(d)
+    if version < FAMILY_VERSION:
+        errors += [f"{k}: a format_version {FAMILY_VERSION} field in a version-{version} manifest"
+                   for k in ("family", "processing") if k in d]
     if version >= FAMILY_VERSION:
         errors += [f"{k}: required from format_version {FAMILY_VERSION} on" for k in ("family", "processing")
                    if k not in d]

@@ -68,12 +68,18 @@ class Sam2EncoderGraph(nn.Module):
     high_res_feats_0 (1, 32, 256, 256), high_res_feats_1 (1, 64, 128, 128): what SAM2ImagePredictor.set_image
     keeps per image."""
 
-    def __init__(self, sam2) -> None:
+    def __init__(self, sam2, image_size: int = 1024) -> None:
         super().__init__()
         self.sam2 = sam2
+        # The trunk's position embedding depends only on the weights: one constant for the fixed input size,
+        # computed here in PyTorch (the bicubic resize is not in the graph; coremltools has none).
+        with torch.no_grad():
+            tokens = self.sam2.image_encoder.trunk.patch_embed.proj(torch.zeros(1, 3, image_size, image_size))
+            pos = self.sam2.image_encoder.trunk._pos_embed(tuple(tokens.shape[2:]))
+        self.register_buffer("pos_embed", pos.detach().clone())
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.sam2.image_features(image)
+        return self.sam2.image_features(image, self.pos_embed)
 
 
 class Sam2DecoderGraph(nn.Module):

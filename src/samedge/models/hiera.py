@@ -143,9 +143,11 @@ class Hiera(nn.Module):
         reps = [a // b for a, b in zip(pos.shape, self.pos_embed_window.shape)]
         return (pos + self.pos_embed_window.tile(reps)).permute(0, 2, 3, 1)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, pos_embed: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """pos_embed: the precomputed _pos_embed of the token grid (export graphs pass it as a constant, since
+        some converters, e.g. coremltools, have no bicubic resize)."""
         x = self.patch_embed(x)
-        x = x + self._pos_embed(tuple(x.shape[1:3]))
+        x = x + (self._pos_embed(tuple(x.shape[1:3])) if pos_embed is None else pos_embed)
         outputs = []
         for i, block in enumerate(self.blocks):
             x = block(x)
@@ -187,5 +189,5 @@ class Sam2ImageEncoder(nn.Module):
         self.trunk = Hiera(cfg)
         self.neck = FpnNeck(cfg.channel_list)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.neck(self.trunk(x))[:-SCALP]
+    def forward(self, x: torch.Tensor, pos_embed: torch.Tensor | None = None) -> list[torch.Tensor]:
+        return self.neck(self.trunk(x, pos_embed))[:-SCALP]

@@ -48,9 +48,11 @@ class Sam2(nn.Module):
     def mask_decoder(self) -> Sam2MaskDecoder:
         return self.sam_mask_decoder
 
-    def image_features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def image_features(self, image: torch.Tensor, pos_embed: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Normalised (1, 3, 1024, 1024) -> image embedding (1, 256, 64, 64) with no_mem_embed added, and the
-        high-res features after conv_s0 / conv_s1: (1, 32, 256, 256), (1, 64, 128, 128)."""
-        s0, s1, embedding = self.image_encoder(image)
+        high-res features after conv_s0 / conv_s1: (1, 32, 256, 256), (1, 64, 128, 128). pos_embed: the trunk's
+        precomputed position embedding (see Hiera.forward)."""
+        s0, s1, embedding = self.image_encoder(image, pos_embed)
         embedding = embedding + self.no_mem_embed.reshape(1, -1, 1, 1)
         return embedding, self.sam_mask_decoder.conv_s0(s0), self.sam_mask_decoder.conv_s1(s1)
