@@ -54,12 +54,18 @@ class DecoderGraph(nn.Module):
         # Constant for a given model: computed once here instead of in every decoder call.
         self.register_buffer("dense_pe", pe.get_dense_pe().detach().clone())
 
-    def forward(self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor,
-                mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed_prompts(self, point_coords: torch.Tensor, point_labels: torch.Tensor, mask_input: torch.Tensor,
+                      has_mask_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sparse (B, N, 256) and dense (1, 256, 64, 64) prompt embeddings, as the official prompt encoder."""
         emb = embed_prompt_rows(self.pe_layer, self.point_embeddings, self.not_a_point, self.image_size,
                                 point_coords, point_labels)
         has_mask = has_mask_input.reshape(1, 1, 1, 1)
         dense = has_mask * self.mask_downscaling(mask_input) + (1 - has_mask) * self.no_mask_embed.reshape(1, -1, 1, 1)
+        return emb, dense
+
+    def forward(self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor,
+                mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb, dense = self.embed_prompts(point_coords, point_labels, mask_input, has_mask_input)
         return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, emb, dense)
 
 
@@ -82,30 +88,15 @@ class Sam2EncoderGraph(nn.Module):
         return self.sam2.image_features(image, self.pos_embed)
 
 
-class Sam2DecoderGraph(nn.Module):
+class Sam2DecoderGraph(DecoderGraph):
     """SAM 2.1's prompt encoder + mask decoder: the SAM contract plus the two high-res feature inputs.
     Outputs all four low-res masks and the sigmoid IoU predictions; numpy picks the returned ones
     (processing.select_masks, SAM 2's dynamic single-mask rule included) and upsamples them."""
 
-    def __init__(self, sam2) -> None:
-        super().__init__()
-        pe = sam2.sam_prompt_encoder
-        self.pe_layer = pe.pe_layer
-        self.image_size = float(pe.input_image_size[0])
-        self.not_a_point = pe.not_a_point_embed.weight
-        self.point_embeddings = nn.ParameterList(e.weight for e in pe.point_embeddings)
-        self.mask_downscaling = pe.mask_downscaling
-        self.no_mask_embed = pe.no_mask_embed.weight
-        self.mask_decoder = sam2.sam_mask_decoder
-        self.register_buffer("dense_pe", pe.get_dense_pe().detach().clone())
-
     def forward(self, image_embeddings: torch.Tensor, high_res_feats_0: torch.Tensor, high_res_feats_1: torch.Tensor,
                 point_coords: torch.Tensor, point_labels: torch.Tensor, mask_input: torch.Tensor,
                 has_mask_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = embed_prompt_rows(self.pe_layer, self.point_embeddings, self.not_a_point, self.image_size,
-                                point_coords, point_labels)
-        has_mask = has_mask_input.reshape(1, 1, 1, 1)
-        dense = has_mask * self.mask_downscaling(mask_input) + (1 - has_mask) * self.no_mask_embed.reshape(1, -1, 1, 1)
+        emb, dense = self.embed_prompts(point_coords, point_labels, mask_input, has_mask_input)
         masks, iou, _ = self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, emb, dense,
                                                         (high_res_feats_0, high_res_feats_1))
         return masks, iou
