@@ -9,12 +9,10 @@ from pathlib import Path
 import onnx
 import torch
 
-from ..contract import (CONTEXT_INPUT, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT,
-                        PROMPT_INPUTS, PROMPT_MASK_INPUTS, PROMPT_OUTPUTS)
+from ..contract import CONTEXT_INPUT, PROMPT_INPUTS, PROMPT_MASK_INPUTS, PROMPT_OUTPUTS
 from ..errors import ExportError
 from ..model_types import EMBEDDING_SHAPE, IMAGE_SIZE, LOW_RES_MASK_SIZE
 from ..models.sam import Sam
-from .graphs import DecoderGraph, EncoderGraph
 
 log = logging.getLogger(__name__)
 # torch.onnx warns once per torchvision op it cannot register; torchvision is not used here.
