@@ -155,8 +155,9 @@ def test_real_sizes_export_from_an_official_format_checkpoint_and_pass_parity(si
     name = f"sam2.1_hiera_{size}"
     ckpt = tmp_path / f"{name}.pt"
     torch.save({"model": randomize_weights(build_sam(name), seed=0).state_dict()}, ckpt)
+    # the decoder (and so the split decoder) is the same for every size: sam2_bundle's tests cover the split
     m = export_bundle(ExportConfig(name, tmp_path / name, weights="checkpoint", checkpoint=ckpt, parity_images=1,
-                                   formats=formats))
+                                   formats=formats, split_decoder=False))
     assert m.parity["passed"] and m.parity["summary"]["min_mask_iou"] >= 0.99
     assert m.parity["summary"]["min_feature_cosine"] >= 0.9999
     assert {p["prompt"] for p in m.parity["prompts"]} == {p.name for p in prompt_set(_first_sample())}
@@ -178,9 +179,43 @@ def test_sam2_bundle_has_the_grown_contract(sam2_bundle):
     assert [list(t.shape) for t in m.encoder.outputs[1:]] == [[1, 32, 256, 256], [1, 64, 128, 128]]
     for g in (*m.decoders, *m.converted["openvino"].decoders):
         assert [t.name for t in g.inputs][:3] == ["image_embeddings", "high_res_feats_0", "high_res_feats_1"]
-    assert m.split is None and "not available" in m.export["split_decoder"]
+    assert [t.name for t in m.split.context.inputs] == ["image_embeddings", "high_res_feats_0", "high_res_feats_1"]
+    assert "split_decoder" not in m.export and m.converted["openvino"].split is not None
     assert m.parity["passed"] and m.parity["summary"]["min_feature_cosine"] >= 0.9999
     assert {p["prompt"] for p in m.parity["prompts"]} >= {"box", "box_point", "point_with_mask_input", "static2_box"}
+
+
+def test_sam2_split_decoder_gives_the_full_decoders_results(sam2_bundle, samples):
+    """The high-res path split like the rest (split_decoder._upscale_addend): single prompts with and without
+    a mask prior, and one batched call, all equal to the full decoder."""
+    split = SamPredictor(sam2_bundle, embedding_cache_size=0)
+    full = SamPredictor(sam2_bundle, embedding_cache_size=0, split_decoder=False)
+    assert split.uses_split_decoder and not full.uses_split_decoder
+    image = samples[0].rgb
+    h, w = image.shape[:2]
+    split.set_image(image)
+    full.set_image(image)
+    _, _, prior = full.predict(point_coords=np.array([[w * 0.4, h * 0.5]]), point_labels=np.array([1]),
+                               multimask_output=False)
+    prompts = [dict(point_coords=np.array([[w * 0.4, h * 0.5]]), point_labels=np.array([1])),
+               dict(point_coords=np.array([[w * 0.3, h * 0.3]]), point_labels=np.array([1]),
+                    box=np.array([w * 0.1, h * 0.1, w * 0.6, h * 0.6]), multimask_output=False),
+               dict(point_coords=np.array([[w * 0.4, h * 0.5], [w * 0.7, h * 0.2]]), point_labels=np.array([1, 0]),
+                    mask_input=prior, multimask_output=False)]
+    for kwargs in prompts:
+        graph = split.decoder_graph(len(kwargs["point_coords"]) + 2 * ("box" in kwargs), "mask_input" in kwargs)
+        assert graph.role == "prompt"
+        (m1, s1, l1), (m2, s2, l2) = split.predict(**kwargs), full.predict(**kwargs)
+        assert (m1 == m2).mean() > 0.9999
+        np.testing.assert_allclose(s1, s2, atol=1e-5)
+        np.testing.assert_allclose(l1, l2, atol=1e-4 * max(1.0, np.abs(l2).max()))
+    pts = np.random.default_rng(0).uniform([0, 0], [w, h], (5, 1, 2))
+    masks, scores, lows = split.predict_batch(pts, np.ones((5, 1)))  # one call of the dynamic prompt graph
+    for i in range(5):
+        m2, s2, l2 = full.predict(point_coords=pts[i], point_labels=np.ones(1))
+        assert (masks[i] == m2).mean() > 0.9999
+        np.testing.assert_allclose(scores[i], s2, atol=1e-5)
+        np.testing.assert_allclose(lows[i], l2, atol=1e-4 * max(1.0, np.abs(l2).max()))
 
 
 @pytest.mark.parametrize("backend", ("onnxruntime", "openvino"))

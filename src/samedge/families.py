@@ -61,7 +61,6 @@ class Family:
     processing: Processing
     pixel_mean: tuple[float, ...]
     pixel_std: tuple[float, ...]
-    has_split_decoder: bool  # export/split_decoder.py's algebra is SAM's decoder's (no high-res path)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -70,12 +69,12 @@ class Family:
 
 
 SAM = Family("sam", (ENCODER_INPUT,), (ENCODER_OUTPUT,), DECODER_INPUTS, DECODER_OUTPUTS, Processing(),
-             (123.675, 116.28, 103.53), (58.395, 57.12, 57.375), has_split_decoder=True)
+             (123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
 SAM2 = Family("sam2", (ENCODER_INPUT,), (ENCODER_OUTPUT, *SAM2_HIGH_RES), (ENCODER_OUTPUT, *SAM2_HIGH_RES, *PROMPT_NAMES),
               DECODER_OUTPUTS,
               Processing(resize="square", input_scale=255.0, always_pad_point=True, box_first=True,
                          single_mask="stability", low_res_clamp=32.0),
-              (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), has_split_decoder=False)
+              (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 FAMILIES = {f.name: f for f in (SAM, SAM2)}
 
 

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .contract import (CONTEXT_INPUT, DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, PROMPT_INPUTS,
+from .contract import (DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, PROMPT_INPUTS,
                        PROMPT_MASK_INPUTS)
 from .errors import BundleError, InputError, ManifestVersionError
 from .families import SAM2_HIGH_RES_SHAPES, Family, Processing, get_family
@@ -246,7 +246,7 @@ def _consistency_errors(m: Manifest) -> list[str]:
     files: list[str] = []
     for fmt, enc, decs, split in groups:
         if split is not None:
-            errors += _split_errors(fmt, split)
+            errors += _split_errors(fmt, split, family.feature_names)
         for g in (enc, *decs, *(split.graphs() if split else ())):
             files += [g.file] + ([g.external_data] if g.external_data else [])
             where = f"{fmt} {g.role} {g.file}"
@@ -298,15 +298,16 @@ def _consistency_errors(m: Manifest) -> list[str]:
     return errors
 
 
-def _split_errors(fmt: str, split: SplitDecoder) -> list[str]:
-    """The split decoder's contract: context image_embeddings -> context tensors; every prompt graph takes
-    point rows and then exactly those tensors, and gives the decoder's outputs."""
+def _split_errors(fmt: str, split: SplitDecoder, feature_names: tuple[str, ...]) -> list[str]:
+    """The split decoder's contract: context graph: the family's per-image decoder inputs (image_embeddings,
+    SAM 2.1's high-res features) -> context tensors; every prompt graph takes point rows and then exactly
+    those tensors, and gives the decoder's outputs."""
     errors = []
     ctx = split.context
     context_names = [t.name for t in ctx.outputs]
-    if ctx.role != "context" or [t.name for t in ctx.inputs] != [CONTEXT_INPUT]:
+    if ctx.role != "context" or [t.name for t in ctx.inputs] != list(feature_names):
         errors.append(f"{fmt} split context {ctx.file}: role {ctx.role!r}, inputs {[t.name for t in ctx.inputs]}; "
-                      f"needs role 'context' and inputs [{CONTEXT_INPUT!r}]")
+                      f"needs role 'context' and inputs {list(feature_names)}")
     if not split.prompts:
         errors.append(f"{fmt} split decoder has a context graph but no prompt graph")
     for g in split.prompts:

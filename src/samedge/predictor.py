@@ -154,7 +154,7 @@ class SamPredictor:
                               f"(precision {self._encoder.info.precision}); this graph/precision is broken")
         embedding.setflags(write=False)  # cached and shared: writing into it is an error, not a poisoned cache
         t1 = time.perf_counter()
-        context = self._image_context(embedding)
+        context = self._image_context(embedding, features)
         t2 = time.perf_counter()
         item = ImageEmbedding(embedding, geom, key, (t2 - t0) * 1e3, context=context, context_ms=(t2 - t1) * 1e3,
                               features=features)
@@ -182,11 +182,14 @@ class SamPredictor:
                 return f"{name} contains NaN or Inf"
         return None
 
-    def _image_context(self, embedding: np.ndarray) -> dict[str, np.ndarray] | None:
-        """The split decoder's per-image products (read-only), or None without a split decoder."""
+    def _image_context(self, embedding: np.ndarray, features: dict[str, np.ndarray] | None
+                       ) -> dict[str, np.ndarray] | None:
+        """The split decoder's per-image products (read-only), or None without a split decoder. The context
+        graph takes the family's per-image decoder inputs by name (SAM 2.1: the high-res features too)."""
         if self._context is None:
             return None
-        out = self._context.run({self._context.input_names[0]: embedding})
+        given = {self.bundle.manifest.contract.feature_names[0]: embedding, **(features or {})}
+        out = self._context.run({name: given[name] for name in self._context.input_names})
         for value in out.values():
             value.setflags(write=False)
         return out
@@ -242,7 +245,8 @@ class SamPredictor:
             item = replace(item, features=self._extra_features({k: np.array(v, copy=True)
                                                                 for k, v in item.features.items()}))
         # never trust a context that came with the item: it is recomputed from this embedding
-        self._apply(replace(item, embedding=own, context=self._image_context(own)), self._next_generation())
+        self._apply(replace(item, embedding=own, context=self._image_context(own, item.features)),
+                    self._next_generation())
 
     def get_image_embedding(self) -> np.ndarray:
         """(1, 256, 64, 64) float32: a copy, so writing into it cannot change the cached embedding."""
@@ -284,7 +288,7 @@ class SamPredictor:
         embedding, features = outputs[self._encoder.output_names[0]], self._extra_features(outputs)
         times["encoder"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
-        context = self._image_context(embedding)
+        context = self._image_context(embedding, features)
         if context is not None:
             times["context"] = (time.perf_counter() - t0) * 1e3
         size = m.low_res_mask_size

@@ -9,9 +9,9 @@ from pathlib import Path
 import onnx
 import torch
 
-from ..contract import CONTEXT_INPUT, PROMPT_INPUTS, PROMPT_MASK_INPUTS, PROMPT_OUTPUTS
+from ..contract import PROMPT_INPUTS, PROMPT_MASK_INPUTS, PROMPT_OUTPUTS
 from ..errors import ExportError
-from ..model_types import EMBEDDING_SHAPE, IMAGE_SIZE, LOW_RES_MASK_SIZE
+from ..model_types import IMAGE_SIZE, LOW_RES_MASK_SIZE
 from ..models.sam import Sam
 
 log = logging.getLogger(__name__)
@@ -115,9 +115,12 @@ def _named_arguments(module: torch.nn.Module, names: tuple[str, ...]) -> torch.n
 
 def export_context(sam: Sam, path: Path, opset: int = 18, simplify: bool = True) -> ExportedGraph:
     """The split decoder's per-image graph: image_embeddings -> context_00 .. (see split_decoder)."""
+    from .specs import spec_for
     from .split_decoder import ContextGraph
     graph = ContextGraph(sam).eval()
-    _export(graph, (torch.randn(*EMBEDDING_SHAPE),), path, [CONTEXT_INPUT], graph.output_names, opset)
+    spec = spec_for(sam)
+    _export(graph, tuple(torch.randn(*s) for s in spec.feature_shapes), path, list(spec.family.feature_names),
+            graph.output_names, opset)
     before, after, tool = _simplify(path, simplify)
     return ExportedGraph(path, None, before, after, tool)
 
@@ -144,12 +147,14 @@ def export_prompt_decoder(sam: Sam, path: Path, opset: int = 18, simplify: bool 
     """The split decoder's dynamic per-prompt graph: dynamic point rows and a dynamic batch of prompts (its
     static variants come from static_prompt_decoder). with_mask: the variant that also takes mask_input /
     has_mask_input (a mask prior)."""
+    from .specs import spec_for
     from .split_decoder import ContextGraph, PromptGraph
     graph = PromptGraph(sam, with_mask).eval()
     rows, batch = 3, 2
     context_graph = ContextGraph(sam).eval()
     with torch.no_grad():
-        context = dict(zip(context_graph.output_names, context_graph(torch.randn(*EMBEDDING_SHAPE))))
+        features = (torch.randn(*s) for s in spec_for(sam).feature_shapes)
+        context = dict(zip(context_graph.output_names, context_graph(*features)))
     lead = PROMPT_MASK_INPUTS if with_mask else PROMPT_INPUTS
     mask = (torch.randn(batch, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), torch.ones(batch)) if with_mask else ()
     args = (torch.randint(0, IMAGE_SIZE, (batch, rows, 2)).float(),

@@ -132,8 +132,7 @@ def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
     extra = tuple(f for f in cfg.formats if f != "onnx")
     convert_label = "convert " + ",".join(extra)
     family = get_family(get_spec(cfg.model_type).family)
-    # the split decoder's algebra is SAM's decoder's; SAM 2.1 runs the full decoder (recorded in the manifest)
-    with_split = cfg.split_decoder and family.has_split_decoder
+    with_split = cfg.split_decoder
     steps = ["load model", "export encoder"] + [_decoder_label(k) for k in _decoder_variants(cfg)] + (
         ["export split decoder"] if with_split else []) + ["parity"] + ([convert_label] if extra else [])
     timings: dict[str, float] = {}
@@ -164,8 +163,6 @@ def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
             processing=family.processing,
             export={"exporter": "torch.onnx (dynamo)", "opset": cfg.opset, "versions": _versions(),
                     "dynamic_points_dim": POINTS_DIM,
-                    **({} if with_split or not cfg.split_decoder else
-                       {"split_decoder": f"not available for the {family.name} family (full decoder per prompt)"}),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         manifest.write(work)
         report = step("parity", lambda: run_parity(sam, work, sample_images(cfg.parity_images), cfg.thresholds,

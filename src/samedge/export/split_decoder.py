@@ -1,4 +1,5 @@
-"""SAM's mask decoder split into a per-image graph and a per-prompt graph, exact up to float rounding.
+"""SAM's (and SAM 2.1's) mask decoder split into a per-image graph and a per-prompt graph, exact up to float
+rounding.
 
 Why: without a mask prior, the decoder's 4096 image tokens start as embedding + no-mask embedding, the same
 for every prompt of an image. Afterwards they change only by attention to the T prompt tokens (T = 5 output
@@ -14,7 +15,13 @@ C @ (B M), which is prompt-sized. LayerNorm statistics come from the same pieces
 matrices). PromptGraph never touches a 4096 x 256 x 128 product: per prompt it costs about a third of the
 full decoder (bench's FLOP count; see tests/test_split_decoder.py).
 
-ContextGraph: image_embeddings (1, 256, 64, 64) -> context_00 .. context_K: every per-image product.
+SAM 2.1's decoder is the same two-way transformer with an extra output token (the object score, first) and
+the encoder's high-resolution features added in the upscaling path: dc1(X) + feat_s1 and dc2(.) + feat_s0.
+dc1(X) splits like any linear map; the features are per image, so the context graph hands them over already
+in the token-major layout the prompt graph works in (with the transposed convs' biases folded in).
+
+ContextGraph: image_embeddings (1, 256, 64, 64) [+ SAM 2.1: high_res_feats_0, high_res_feats_1] ->
+context_00 .. context_K: every per-image product.
 PromptGraph: point_coords (B, N, 2), point_labels (B, N), context_00 .. -> low_res_masks (B, 4, 256, 256),
 iou_predictions (B, 4), exactly as DecoderGraph without a mask prior (mask_input prompts use DecoderGraph).
 Which products exist is recorded by running the prompt computation once at construction: one source of truth.
@@ -28,24 +35,31 @@ import torch
 from torch import nn
 
 from ..contract import CONTEXT_OUTPUT_PREFIX
+from ..families import SAM2_HIGH_RES_SHAPES
 from ..models.sam import Sam
 from .graphs import embed_prompt_rows
 
 class _Context:
-    """Per-image products by key. Recording: computes them from E (1, n, 256) and keeps each one's function.
-    Reading: takes them from the context graph's outputs, in recording order."""
+    """Per-image products by key. Recording: computes them from the per-image inputs (E (1, n, 256) tokens,
+    then SAM 2.1's high-res maps) and keeps each one's function. Reading: takes them from the context graph's
+    outputs, in recording order."""
 
-    def __init__(self, embedding_tokens: torch.Tensor | None = None,
+    def __init__(self, inputs: tuple[torch.Tensor, ...] | None = None,
                  tensors: dict[str, torch.Tensor] | None = None) -> None:
-        self.E = embedding_tokens
+        self.inputs = inputs
         self.tensors = tensors
-        self.recorded: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+        self.recorded: dict[str, Callable[[tuple[torch.Tensor, ...]], torch.Tensor]] = {}
 
     def get(self, key: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """A product of the embedding tokens E."""
+        return self.get_from_inputs(key, lambda inputs: fn(inputs[0]))
+
+    def get_from_inputs(self, key: str, fn: Callable[[tuple[torch.Tensor, ...]], torch.Tensor]) -> torch.Tensor:
+        """A product of all per-image inputs (E, *high_res_feats)."""
         if self.tensors is not None:
             return self.tensors[key]
         self.recorded.setdefault(key, fn)
-        return fn(self.E)
+        return fn(self.inputs)
 
 
 @dataclass
@@ -112,6 +126,8 @@ class _Engine(nn.Module):
         self.point_embeddings = nn.ParameterList(e.weight for e in pe.point_embeddings)
         self.no_mask_embed = pe.no_mask_embed.weight
         self.mask_decoder = sam.mask_decoder
+        # SAM 2.1: an object-score token first, and high-res features in the upscaling path
+        self.high_res = sam.spec.family == "sam2"
         pe_tokens = pe.get_dense_pe().detach().flatten(2).transpose(1, 2)  # (1, n, 256)
         self.dim = pe_tokens.shape[-1]
         self.tokens = pe_tokens.shape[1]
@@ -240,16 +256,42 @@ class _Engine(nn.Module):
         if X.c is not None:
             y = y * X.c.transpose(1, 2)
         coef, rows = X.stacked()
-        y = y + coef.transpose(1, 2) @ (rows @ W1) + conv1.bias.repeat(4)
+        y = y + coef.transpose(1, 2) @ (rows @ W1) + self._upscale_addend(ctx, 1, conv1.bias.repeat(4))
         b, n, _ = y.shape
         y = act1(nn.functional.layer_norm(y.reshape(b, n * 4, c1), (c1,), norm.weight, norm.bias, norm.eps))
         c2 = conv2.weight.shape[1]
         W2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)  # columns (a', b', out)
-        z = act2(y @ W2 + conv2.bias.repeat(4)).reshape(b, n * 16, c2)
+        z = act2(y @ W2 + self._upscale_addend(ctx, 0, conv2.bias.repeat(4))).reshape(b, n * 16, c2)
         masks = z @ hyper.transpose(1, 2)  # (B, n*16, M): rows (i, j, a, b, a', b')
         side, m = int(round(n ** 0.5)), hyper.shape[1]
         masks = masks.reshape(b, side, side, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
         return masks.reshape(b, m, side * 4, side * 4)  # row 4i + 2a + a', column 4j + 2b + b'
+
+    def _upscale_addend(self, ctx: _Context, level: int, bias: torch.Tensor) -> torch.Tensor:
+        """What is added after transposed conv 2 - level: its bias, plus (SAM 2.1) high_res_feats_<level>
+        rearranged per image into the token-major layout: level 1 (1, 64, 128, 128) -> (1, n, 4 * 64), columns
+        (a, b, out); level 0 (1, 32, 256, 256) -> (1, 4n, 4 * 32), rows (token, a, b), columns (a', b', out)."""
+        if not self.high_res:
+            return bias
+        side = int(round(self.tokens ** 0.5))
+
+        def tokens(inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            feat = inputs[1 + level]
+            c = feat.shape[1]
+            if level == 1:  # pixel (2i + a, 2j + b)
+                t = feat.reshape(1, c, side, 2, side, 2).permute(0, 2, 4, 3, 5, 1)
+                return t.reshape(1, self.tokens, 4 * c) + bias
+            # pixel (4i + 2a + a', 4j + 2b + b')
+            t = feat.reshape(1, c, side, 2, 2, side, 2, 2).permute(0, 2, 5, 3, 6, 4, 7, 1)
+            return t.reshape(1, self.tokens * 4, 4 * c) + bias
+        return ctx.get_from_inputs(f"high_res_{level}", tokens)
+
+    def _output_tokens(self) -> tuple[torch.Tensor, int]:
+        """The decoder's learned output tokens (iou, mask tokens; SAM 2.1: object score first) and the
+        index of the IoU token."""
+        md = self.mask_decoder
+        first = [md.obj_score_token.weight] if self.high_res else []
+        return torch.cat([*first, md.iou_token.weight, md.mask_tokens.weight], dim=0), len(first)
 
     def _initial_blocks(self, mask_input: torch.Tensor | None, has_mask_input: torch.Tensor | None,
                         like: torch.Tensor) -> list[_Block]:
@@ -275,7 +317,7 @@ class _Engine(nn.Module):
         sparse = embed_prompt_rows(self.pe_layer, self.point_embeddings, self.not_a_point, self.image_size,
                                    point_coords, point_labels)
         b = sparse.shape[0]
-        output_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+        output_tokens, iou_index = self._output_tokens()
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
         X = _ImageTokens("x0", torch.ones_like(self.no_mask_embed[0]),
                          self._initial_blocks(mask_input, has_mask_input, sparse))
@@ -297,14 +339,15 @@ class _Engine(nn.Module):
         t = md.transformer
         queries = t.norm_final_attn(queries + self._token_to_image(ctx, t.final_attn_token_to_image,
                                                                    queries + query_pe, X, "final_attn_token_to_image"))
-        iou = md.iou_prediction_head(queries[:, 0, :])
-        mask_tokens = queries[:, 1:1 + md.num_mask_tokens, :]
+        iou = md.iou_prediction_head(queries[:, iou_index, :])
+        mask_tokens = queries[:, iou_index + 1:iou_index + 1 + md.num_mask_tokens, :]
         hyper = torch.stack([mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1)
         return self._masks(ctx, X, hyper), iou
 
 
 def _record_context(engine: _Engine) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
-    ctx = _Context(embedding_tokens=torch.zeros(1, engine.tokens, engine.dim))
+    high_res = tuple(torch.zeros(*s) for s in SAM2_HIGH_RES_SHAPES) if engine.high_res else ()
+    ctx = _Context(inputs=(torch.zeros(1, engine.tokens, engine.dim), *high_res))
     mask = (torch.zeros(1, 1, 256, 256), torch.ones(1)) if engine.with_mask else ()
     with torch.no_grad():
         engine(ctx, torch.zeros(1, 2, 2), torch.tensor([[1.0, -1.0]]), *mask)
@@ -326,8 +369,9 @@ def _context_keys(sam: Sam) -> list[tuple[str, Callable[[torch.Tensor], torch.Te
 
 
 class ContextGraph(nn.Module):
-    """(1, 256, 64, 64) image embedding -> the per-image products the prompt graphs read, as separate
-    tensors (context_00 ...; separate because slicing one packed tensor costs a copy per prompt)."""
+    """(1, 256, 64, 64) image embedding [+ SAM 2.1: high_res_feats_0 (1, 32, 256, 256), high_res_feats_1
+    (1, 64, 128, 128)] -> the per-image products the prompt graphs read, as separate tensors (context_00 ...;
+    separate because slicing one packed tensor costs a copy per prompt)."""
 
     def __init__(self, sam: Sam) -> None:
         super().__init__()
@@ -335,9 +379,9 @@ class ContextGraph(nn.Module):
         self.items = _context_keys(sam)
         self.output_names = context_names(len(self.items))
 
-    def forward(self, image_embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        E = image_embeddings.flatten(2).transpose(1, 2)  # (1, 4096, 256)
-        return tuple(fn(E).contiguous() for _, fn in self.items)
+    def forward(self, image_embeddings: torch.Tensor, *high_res_feats: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        inputs = (image_embeddings.flatten(2).transpose(1, 2), *high_res_feats)  # E: (1, 4096, 256)
+        return tuple(fn(inputs).contiguous() for _, fn in self.items)
 
 
 class PromptGraph(nn.Module):
