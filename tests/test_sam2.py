@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from samedge import SamPredictor, processing
-from samedge.compare import compare_prompt, prompt_set
+from samedge.compare import batch_prompts, compare_prompt, prompt_set
 from samedge.errors import BundleError, CheckpointError, InputError, ManifestVersionError
 from samedge.families import SAM2
 from samedge.metrics import cosine
@@ -160,7 +160,8 @@ def test_real_sizes_export_from_an_official_format_checkpoint_and_pass_parity(si
                                    formats=formats, split_decoder=False))
     assert m.parity["passed"] and m.parity["summary"]["min_mask_iou"] >= 0.99
     assert m.parity["summary"]["min_feature_cosine"] >= 0.9999
-    assert {p["prompt"] for p in m.parity["prompts"]} == {p.name for p in prompt_set(_first_sample())}
+    assert {p["prompt"] for p in m.parity["prompts"]} == {p.name for p in (*prompt_set(_first_sample()),
+                                                                           *batch_prompts(_first_sample()))}
     for fmt in formats:
         assert m.converted[fmt].conversion["parity"]["passed"]
     ckpt.unlink()
@@ -368,3 +369,16 @@ def test_gaze_demo_runs_on_a_sam2_bundle(sam2_bundle, samples, tmp_path):
     assert summary["frames"] == 12 and summary["fixations"] >= 1 and summary["decoder_calls"] >= 1
     rows = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
     assert any(r["mask_area"] > 0 for r in rows)
+
+
+def test_bench_runs_a_sam2_bundle_on_its_split_decoder(sam2_bundle, tmp_path):
+    """The bench feeds every graph by name (the context graph takes the high-res maps too)."""
+    from samedge.cli import main
+    out = tmp_path / "bench"
+    assert main(["bench", str(sam2_bundle), "--backend", "onnxruntime", "--quick", "--no-baselines",
+                 "--out", str(out)]) == 0
+    [ours] = json.loads((out / "bench.json").read_text())["runs"]
+    assert ours["split_decoder"] and ours["stages"]["context"]["p50"] > 0
+    used = ours["decoder_graphs_used"]
+    assert used["1pt"] == "prompt_p1.onnx" and used["mask"].startswith("prompt_mask")
+    assert ours["flops"]["decoder_1pt"] * 2 <= ours["flops"]["decoder_full_1pt"]

@@ -182,7 +182,9 @@ def bench_samedge(target: BenchTarget, cfg: BenchConfig, image: np.ndarray, peak
         stages["encoder"] = _stats(time_calls(lambda: encoder.run(feed), cfg.plan))
         if predictor.uses_split_decoder:  # the decoder's per-image part, in set_image
             context = predictor.sessions["context"]
-            cfeed = {context.input_names[0]: predictor.get_image_embedding()}
+            item = predictor.get_image_embedding_item()  # by name: SAM 2.1's context also takes the high-res maps
+            given = {m.contract.feature_names[0]: item.embedding, **(item.features or {})}
+            cfeed = {name: given[name] for name in context.input_names}
             stages["context"] = _stats(time_calls(lambda: context.run(cfeed), cfg.plan))
         _, _, best = predictor.predict(**prompt_kwargs("1pt", hw))
         previous = best[:1]
