@@ -25,10 +25,12 @@ def tiny_model():
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
-    """The real decoder with a tiny ViT encoder, exported once (dynamic decoder + static 1 and 2 clicks)."""
+    """The real decoder with a tiny ViT encoder, exported once (dynamic decoder + static 1 and 2 clicks, and
+    split prompt graphs of a static batch of 3 for both)."""
     from samedge.export.pipeline import ExportConfig, export_bundle
     out = tmp_path_factory.mktemp("bundles") / "tiny"
-    export_bundle(ExportConfig("test_tiny", out, seed=0, decoder_points=(1, 2), parity_images=1))
+    export_bundle(ExportConfig("test_tiny", out, seed=0, decoder_points=(1, 2), decoder_batch_sizes=(3,),
+                               parity_images=1))
     return out
 
 

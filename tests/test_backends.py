@@ -172,6 +172,16 @@ def test_static_shape_device_names_the_supported_point_counts(multi_bundle, samp
     with pytest.raises(BundleError, match=r"no openvino decoder for 3 clicks .*openvino on cpu needs static shapes.*"
                                           r"take \[1, 2\] clicks"):
         p.predict(np.array([[10.0, 10.0], [20, 20], [30, 30]]), np.array([1, 1, 0]))
+    # predict_batch in calls of the static batch graph (3 prompts each, the last call padded): B predict()s
+    assert p.batch_decoder_graph(1).file == "openvino/prompt_p1_b3.xml"
+    pts = np.random.default_rng(0).uniform(0, 60, (5, 1, 2))
+    masks, scores, low = p.predict_batch(pts, np.ones((5, 1)))
+    assert "openvino/prompt_p1_b3.xml" in p.sessions and masks.shape[:2] == (5, 3)
+    for i in range(5):
+        m1, s1, l1 = p.predict(pts[i], np.ones(1))
+        assert (masks[i] == m1).mean() > 0.9999
+        np.testing.assert_allclose(scores[i], s1, atol=1e-5)
+        np.testing.assert_allclose(low[i], l1, atol=1e-4 * max(1.0, np.abs(l1).max()))
 
 
 @pytest.mark.parametrize("module,backend,extra", [("onnxruntime", "onnxruntime", "ort"),

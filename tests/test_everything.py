@@ -25,7 +25,6 @@ from samedge.everything.grids import build_point_grid, generate_crop_boxes, is_b
 from samedge.everything.masks import (area_from_rle, coco_encode_rle, masks_to_boxes, masks_to_rle,
                                       remove_small_regions, rle_to_mask, stability_score)
 from samedge.everything.nms import batched_nms, nms
-from samedge.metrics import mask_iou
 
 segment_anything = pytest.importorskip("segment_anything", reason="bash scripts/setup.sh installs segment-anything==1.0")
 from segment_anything import SamAutomaticMaskGenerator as OfficialGenerator  # noqa: E402

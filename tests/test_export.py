@@ -144,8 +144,10 @@ def test_full_size_mobile_sam_exports_and_passes_parity(tmp_path):
     assert ov["passed"] and ov["precision"] == "f32"
     assert ov["summary"]["min_mask_iou"] >= 0.99 and ov["summary"]["min_embedding_cosine"] >= 0.9999
     report = json.loads((out / "fidelity" / "openvino-cpu-f32.json").read_text())
+    # every decoder answered prompts, and predict_batch (one graph call per prompt without the split decoder)
     assert {p["decoder"] for p in report["prompts"]} == {"openvino/decoder.xml", "openvino/decoder_p1.xml",
-                                                         "openvino/decoder_p2.xml"}
+                                                         "openvino/decoder_p2.xml", "per prompt"}
+    assert {p["batch"] for p in report["prompts"] if "batch" in p} == {4}
     coreml = m.converted["coreml"]
     assert [g.num_points for g in coreml.decoders] == [1, 2]
     for graph in (coreml.encoder, *coreml.decoders):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -137,6 +138,10 @@ def test_dynamic_prompt_graph_runs_a_batch_of_prompts(tiny_bundle, samples):
         np.testing.assert_allclose(batch["iou_predictions"][i], one["iou_predictions"][0], atol=1e-5)
 
 
+def _entry(manifest: dict, file: str) -> dict:
+    return next(g for g in manifest["split"]["prompts"] if g["file"] == file)
+
+
 def test_manifest_split_entries_are_validated(tiny_bundle, tmp_path):
     b = tmp_path / "b"
     shutil.copytree(tiny_bundle, b)
@@ -148,6 +153,8 @@ def test_manifest_split_entries_are_validated(tiny_bundle, tmp_path):
         (lambda d: d["split"]["context"].update(role="decoder"), "role 'context'"),
         (lambda d: d["split"].update(prompts=[]), "split"),
         (lambda d: d["split"]["prompts"][1].update(file="../outside.onnx"), "split.prompts.1.file"),
+        (lambda d: _entry(d, "prompt_p1_b3.onnx")["inputs"][1].update(shape=[2, 2]), "must share point_coords"),
+        (lambda d: _entry(d, "prompt_p1_b3.onnx").update(num_points=None), "static batch > 1"),
     ]:
         d = json.loads(json.dumps(good))
         edit(d)
@@ -202,3 +209,38 @@ def test_predict_batch_equals_single_predicts(tiny_bundle, samples, split):
         p.predict_batch(point_coords=pts, point_labels=labels[:3])
     with pytest.raises(InputError, match=r"\(B, N, 2\)"):
         p.predict_batch(point_coords=pts[0], point_labels=labels[0])
+
+
+class _ByPoint:
+    """A predictor whose masks follow the clicked point: a stand-in to test the batched comparison itself."""
+
+    def __init__(self, reverse_batch: bool = False) -> None:
+        self.reverse_batch = reverse_batch
+
+    def predict(self, point_coords=None, point_labels=None, box=None, multimask_output=True, return_logits=True):
+        x, y = (int(v) for v in point_coords[0])
+        logits = -np.ones((3 if multimask_output else 1, 48, 64), np.float32)
+        logits[:, max(0, y - 4):y + 4, max(0, x - 4):x + 4] = 1.0
+        return logits, np.full(len(logits), 0.5 + x / 1000, np.float32), logits[:, :16, :16]
+
+    def predict_batch(self, point_coords=None, point_labels=None, boxes=None, multimask_output=True,
+                      return_logits=True):
+        rows = [self.predict(point_coords[i], point_labels[i], None if boxes is None else boxes[i], multimask_output)
+                for i in range(len(point_coords))]
+        rows = rows[::-1] if self.reverse_batch else rows
+        return tuple(np.stack([r[k] for r in rows]) for k in range(3))
+
+
+def test_batched_comparison_checks_every_row(samples):
+    """compare_batch (parity and fidelity reports' batched rows) fails a batch whose rows are out of order."""
+    from samedge.compare import batch_prompts, compare_batch
+    sample = samples[0]
+    prompts = batch_prompts(sample)
+    assert [p.kwargs["point_coords"].shape for p in prompts] == [(4, 1, 2)] * 2
+    assert prompts[1].kwargs["boxes"].shape == (4, 4)
+    prompt = replace(prompts[0], kwargs={**prompts[0].kwargs, "point_coords": np.array([[[10, 10]], [[30, 20]],
+                                                                                        [[50, 40]], [[20, 30]]])})
+    good = compare_batch(_ByPoint(), _ByPoint(), prompt)
+    assert good["batch"] == 4 and good["mask_iou"] == 1.0 and good["score_abs_error"] == 0.0
+    bad = compare_batch(_ByPoint(), _ByPoint(reverse_batch=True), prompt)
+    assert bad["mask_iou"] == 0.0 and bad["score_abs_error"] > 0.01

@@ -45,14 +45,19 @@ class Bundle:
 
 
     def prompt_graph_for(self, num_points: int | None, fmt: str = "onnx", static_only: bool = False,
-                         mask: bool = False) -> GraphInfo | None:
+                         mask: bool = False, batched: bool = False) -> GraphInfo | None:
         """The split decoder's prompt graph for K clicks (mask: one that takes a mask prior), chosen as
         decoder_for chooses; None where the bundle has no split decoder in this format or none that fits
-        (the full decoder then serves the prompt)."""
+        (the full decoder then serves the prompt). batched: a static graph of a fixed batch > 1 (the largest)
+        for K clicks; otherwise only graphs that take one prompt (or a dynamic batch)."""
         split = self.manifest.split_for(fmt)
         if split is None:
             return None
-        return _pick(tuple(g for g in split.prompts if g.takes_mask == mask), num_points, static_only)
+        graphs = [g for g in split.prompts if g.takes_mask == mask]
+        if batched:
+            fixed = [g for g in graphs if g.num_points == num_points and (g.batch_size or 1) > 1]
+            return max(fixed, key=lambda g: g.batch_size, default=None)
+        return _pick(tuple(g for g in graphs if g.batch_size in (None, 1)), num_points, static_only)
 
 
 def _pick(graphs: tuple[GraphInfo, ...], num_points: int | None, static_only: bool) -> GraphInfo | None:

@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", type=Path, required=True, help="bundle directory to create")
     ex.add_argument("--decoder-points", type=_counts, default=(), metavar="K[,K...]",
                     help="also export static decoders for these click counts (a box counts as one click)")
+    ex.add_argument("--decoder-batch-sizes", type=_counts, default=(), metavar="B[,B...]",
+                    help="also export static-batch split prompt graphs (B prompts per call) for each "
+                         "--decoder-points count: predict_batch / segment everything on static-shape devices")
     ex.add_argument("--no-dynamic-decoder", action="store_true", help="export only the static decoders")
     ex.add_argument("--no-split-decoder", action="store_true",
                     help="leave out the split decoder (per-image context graph + per-prompt graphs, about a "
@@ -272,6 +275,7 @@ def _export(args) -> int:
     weights = "checkpoint" if args.checkpoint else "download" if args.download else "random"
     cfg = ExportConfig(model_type=args.model, out_dir=args.out, weights=weights, checkpoint=args.checkpoint,
                        seed=args.seed, opset=args.opset, decoder_points=args.decoder_points,
+                       decoder_batch_sizes=args.decoder_batch_sizes,
                        dynamic_decoder=not args.no_dynamic_decoder, simplify=not args.no_simplify,
                        split_decoder=not args.no_split_decoder,
                        parity_images=args.parity_images, overwrite=args.overwrite, formats=args.format)

@@ -51,23 +51,69 @@ def static_prompts(sample: SampleImage, k: int, box_clicks: int = 1) -> list[Pro
     return prompts
 
 
+def batch_prompts(sample: SampleImage, size: int = 4, clicks: int | None = None,
+                  box_clicks: int = 1) -> list[Prompt]:
+    """Batched prompts in predict_batch's form, each of `size` prompts with its own points inside the largest
+    instance. clicks None: one point each (multimask), and one point + the instance's box each (single mask).
+    clicks K (a static batch graph's count): K points each, and the box + K - box_clicks points each."""
+    mask = largest_instance(sample)
+    ys, xs = np.nonzero(mask)
+    n = 1 if clicks is None else clicks
+    idx = np.random.default_rng(size * 100 + n).choice(len(xs), size=size * n, replace=len(xs) < size * n)
+    pts = np.stack([xs[idx], ys[idx]], 1).astype(np.float64).reshape(size, n, 2)
+    boxes = {"boxes": np.tile(bounding_box(mask), (size, 1)), "multimask_output": False}
+    with_box = 1 if clicks is None else clicks - box_clicks  # points beside the box
+    tag = f"batch{size}" + ("" if clicks is None else f"_static{clicks}")
+    prompts = [Prompt(f"{tag}_points", {"point_coords": pts, "point_labels": np.ones((size, n), int),
+                                        "multimask_output": n == 1})]
+    if with_box == 0:
+        prompts.append(Prompt(f"{tag}_box", boxes))
+    elif with_box > 0:
+        prompts.append(Prompt(f"{tag}_box_points", {"point_coords": pts[:, :with_box],
+                                                    "point_labels": np.ones((size, with_box), int), **boxes}))
+    return prompts
+
+
+def _difference(name: str, ref: tuple[np.ndarray, ...], ours: tuple[np.ndarray, ...]) -> dict:
+    """Two (masks as logits, scores, low-res logits) results of one prompt: the worst mask IoU over the
+    returned masks, the largest score and low-res logit errors."""
+    (ref_full, ref_iou, ref_low), (ours_full, ours_iou, ours_low) = ref, ours
+    ious = [mask_iou(r > 0, o > 0) for r, o in zip(ref_full, ours_full)]
+    return {"prompt": name, "mask_iou": min(ious),
+            "score_abs_error": float(np.max(np.abs(ref_iou - ours_iou))),
+            "low_res_max_abs_error": float(np.max(np.abs(ref_low - ours_low))),
+            "reference_mask_fraction": float(np.mean(ref_full > 0))}
+
+
 def compare_prompt(reference, predictor, prompt: Prompt, previous: dict[str, np.ndarray]) -> dict:
-    """One prompt on two predictors (anything with the official predict(); the reference returns logits):
-    the worst mask IoU over the returned masks, the largest score and low-res logit errors. `previous` carries
-    each side's best low-res logits from one prompt to the next (mask_input prompts)."""
+    """One prompt on two predictors (anything with the official predict(); the reference returns logits).
+    `previous` carries each side's best low-res logits from one prompt to the next (mask_input prompts)."""
     kwargs = dict(prompt.kwargs)
     ref_kwargs, our_kwargs = dict(kwargs), dict(kwargs)
     if prompt.feed_previous_logits:
         ref_kwargs["mask_input"], our_kwargs["mask_input"] = previous["ref"], previous["ours"]
-    ref_full, ref_iou, ref_low = reference.predict(**ref_kwargs)
-    ours_full, ours_iou, ours_low = predictor.predict(return_logits=True, **our_kwargs)
-    best = int(np.argmax(ref_iou))
-    previous["ref"], previous["ours"] = ref_low[best:best + 1], ours_low[best:best + 1]
-    ious = [mask_iou(r > 0, o > 0) for r, o in zip(ref_full, ours_full)]
-    return {"prompt": prompt.name, "mask_iou": min(ious),
-            "score_abs_error": float(np.max(np.abs(ref_iou - ours_iou))),
-            "low_res_max_abs_error": float(np.max(np.abs(ref_low - ours_low))),
-            "reference_mask_fraction": float(np.mean(ref_full > 0))}
+    ref = reference.predict(**ref_kwargs)
+    ours = predictor.predict(return_logits=True, **our_kwargs)
+    best = int(np.argmax(ref[1]))
+    previous["ref"], previous["ours"] = ref[2][best:best + 1], ours[2][best:best + 1]
+    return _difference(prompt.name, ref, ours)
+
+
+def compare_batch(reference, predictor, prompt: Prompt) -> dict:
+    """A batched prompt (batch_prompts): predictor.predict_batch once against B predict() calls of the reference,
+    each row compared as compare_prompt compares a prompt; the worst row is reported, with the batch size."""
+    kwargs = prompt.kwargs
+    ours = predictor.predict_batch(return_logits=True, **kwargs)
+    batch = len(ours[0])
+    rows = []
+    for i in range(batch):
+        single = {"multimask_output": kwargs["multimask_output"],
+                  **{k: kwargs[k][i] for k in ("point_coords", "point_labels") if k in kwargs},
+                  **({"box": kwargs["boxes"][i]} if "boxes" in kwargs else {})}
+        rows.append(_difference(prompt.name, reference.predict(**single), tuple(x[i] for x in ours)))
+    return {"prompt": prompt.name, "batch": batch, "mask_iou": min(r["mask_iou"] for r in rows),
+            **{k: max(r[k] for r in rows) for k in ("score_abs_error", "low_res_max_abs_error")},
+            "reference_mask_fraction": float(np.mean([r["reference_mask_fraction"] for r in rows]))}
 
 
 def best_mask(predictor, rgb: np.ndarray, point: tuple[float, float]) -> np.ndarray:

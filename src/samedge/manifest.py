@@ -8,8 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .contract import (DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUT, ENCODER_OUTPUT, PROMPT_INPUTS,
-                       PROMPT_MASK_INPUTS)
+from .contract import DECODER_OUTPUTS, PROMPT_INPUTS, PROMPT_MASK_INPUTS
 from .errors import BundleError, InputError, ManifestVersionError
 from .families import SAM2_HIGH_RES_SHAPES, Family, Processing, get_family
 
@@ -52,6 +51,12 @@ class GraphInfo:
     @property
     def graph_point_rows(self) -> int | None:
         return None if self.num_points is None else self.num_points + 1
+
+    @property
+    def batch_size(self) -> int | None:
+        """Prompts per call: the static first dim of point_coords (1 for the usual graphs), None where dynamic."""
+        coords = next((t for t in self.inputs if t.name == "point_coords"), None)
+        return coords.shape[0] if coords is not None and isinstance(coords.shape[0], int) else None
 
     @property
     def takes_mask(self) -> bool:
@@ -221,10 +226,18 @@ def _named(specs: tuple[TensorSpec, ...], name: str) -> TensorSpec:
 
 
 def _point_rows_errors(where: str, g: GraphInfo, coords: TensorSpec) -> list[str]:
-    """point_coords must be (B, rows, 2), with num_points + 1 rows in a static graph."""
+    """point_coords must be (B, rows, 2), with num_points + 1 rows in a static graph; B static (>= 1) only in
+    a static split prompt graph, where every prompt input has that batch."""
     rows = _static(coords.shape[1]) if len(coords.shape) == 3 else -1
     if rows == -1 or (g.num_points is not None and rows is not None and rows != g.num_points + 1):
         return [f"{where}: point_coords shape {list(coords.shape)} does not fit num_points {g.num_points}"]
+    batch = _static(coords.shape[0])
+    if batch is not None and (batch < 1 or (batch > 1 and (g.role != "prompt" or g.num_points is None))):
+        return [f"{where}: point_coords batch {batch}: a static batch > 1 is for static split prompt graphs only"]
+    prompt_inputs = [t for t in g.inputs if t.name in ("point_labels", "mask_input", "has_mask_input")]
+    if any(t.shape[0] != coords.shape[0] for t in prompt_inputs):
+        return [f"{where}: prompt inputs {[(t.name, list(t.shape)) for t in (coords, *prompt_inputs)]} "
+                "must share point_coords' batch dim"]
     return []
 
 

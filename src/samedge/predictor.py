@@ -404,20 +404,48 @@ class SamPredictor:
         masks = None
         if mask_input is not None:
             masks = np.stack([check_mask_input(mk, m.low_res_mask_size) for mk in given["mask_input"]])
-        graph = None if self._static_decoders or self._context is None or self.pinned_decoder is not None else \
-            self.bundle.prompt_graph_for(None, self.format, mask=masks is not None)
+        graph = self.batch_decoder_graph(coords.shape[1] - 1, mask=masks is not None)
         if graph is not None:
-            session = self._decoder_session(graph)
-            feeds = self._feeds(graph, session, current, coords, labels, masks)
-            if masks is not None:
-                feeds["has_mask_input"] = np.ones(batch, np.float32)
-            out = session.run(feeds)
-            low_res, scores = out[session.output_names[0]], out[session.output_names[1]]
+            low_res, scores = self._run_batches(graph, current, coords, labels, masks)
         else:
             parts = [self._decode(current, coords[i:i + 1], labels[i:i + 1], None if masks is None else masks[i:i + 1])
                      for i in range(batch)]
             low_res, scores = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         return processing.select_masks(low_res, scores, multimask_output, m.processing)
+
+    def batch_decoder_graph(self, num_clicks: int = 1, mask: bool = False) -> GraphInfo | None:
+        """The split prompt graph predict_batch runs a batch of num_clicks-click prompts on: the dynamic one
+        (the whole batch in one call), or on a static-shape device a static one of fixed batch_size (calls of
+        that many prompts, the last one padded); None where it runs one predict()-sized call per prompt
+        (no split decoder, no fitting graph, a pinned full decoder)."""
+        if self._context is None or self.pinned_decoder is not None:
+            return None
+        pinned = self.pinned_prompt_graph
+        if pinned is not None and pinned.takes_mask == mask and pinned.batch_size != 1:
+            return pinned
+        if self._static_decoders:
+            return self.bundle.prompt_graph_for(num_clicks, self.format, static_only=True, mask=mask, batched=True)
+        return self.bundle.prompt_graph_for(None, self.format, mask=mask)
+
+    def _run_batches(self, graph: GraphInfo, current: ImageEmbedding, coords: np.ndarray, labels: np.ndarray,
+                     masks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (B, N, 2), (B, N) [, masks (B, 1, 256, 256)] through one prompt graph: in one call if its batch is
+        dynamic, else in calls of its batch_size (the last padded by repeating its last prompt, padding dropped)."""
+        session = self._decoder_session(graph)
+        total = coords.shape[0]
+        size = graph.batch_size or total
+        parts = []
+        for start in range(0, total, size):
+            stop = min(start + size, total)
+            pad = size - (stop - start)
+            chunk = [a if a is None else np.concatenate([a[start:stop], np.repeat(a[stop - 1:stop], pad, 0)])
+                     for a in (coords, labels, masks)]
+            feeds = self._feeds(graph, session, current, *chunk)
+            if masks is not None:
+                feeds["has_mask_input"] = np.ones(size, np.float32)
+            out = session.run(feeds)
+            parts.append((out[session.output_names[0]][:size - pad], out[session.output_names[1]][:size - pad]))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _prompt_rows(self, point_coords, point_labels, box, geometry) -> tuple[np.ndarray, np.ndarray]:
         """User prompts -> decoder rows (1, N, 2), (1, N) in the model frame (processing.prompt_rows)."""

@@ -125,17 +125,17 @@ def export_context(sam: Sam, path: Path, opset: int = 18, simplify: bool = True)
     return ExportedGraph(path, None, before, after, tool)
 
 
-def static_prompt_decoder(dynamic: Path, path: Path, num_points: int) -> ExportedGraph:
-    """A static prompt graph (one prompt of num_points + 1 rows) from the dynamic one: the input dims fixed
-    and the shape arithmetic folded by onnxslim. The same operators as the dynamic graph, in a few seconds
-    instead of a second trace."""
+def static_prompt_decoder(dynamic: Path, path: Path, num_points: int, batch: int = 1) -> ExportedGraph:
+    """A static prompt graph (`batch` prompts of num_points + 1 rows) from the dynamic one: the input dims
+    fixed and the shape arithmetic folded by onnxslim. The same operators as the dynamic graph, in a few
+    seconds instead of a second trace."""
     import onnxslim
 
     from ..bench.flops import fix_input_shapes
     rows = num_points + 1
-    model = fix_input_shapes(onnx.load(str(dynamic)), {"point_coords": (1, rows, 2), "point_labels": (1, rows),
-                                                       "mask_input": (1, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE),
-                                                       "has_mask_input": (1,)})
+    model = fix_input_shapes(onnx.load(str(dynamic)), {
+        "point_coords": (batch, rows, 2), "point_labels": (batch, rows),
+        "mask_input": (batch, 1, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), "has_mask_input": (batch,)})
     before = len(model.graph.node)
     slim = onnxslim.slim(model)
     onnx.save_model(slim, str(path))

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ..bundle import load_bundle
-from ..compare import compare_prompt, prompt_set, static_prompts
+from ..compare import batch_prompts, compare_batch, compare_prompt, prompt_set, static_prompts
 from ..data import SampleImage
 from ..metrics import cosine
 from ..predictor import SamPredictor
@@ -80,6 +80,12 @@ def run_parity(sam, bundle_dir: Path, samples: list[SampleImage], thresholds: Pa
             if graph.num_points is None and predictor.static_decoders:
                 continue  # a static-shape device (NPU, CoreML) cannot run the dynamic decoder
             predictor.pinned_decoder, predictor.pinned_prompt_graph = full, prompt_graph
+            if (graph.batch_size or 1) > 1:  # a static batch graph: batches that fill it once and pad it once
+                for prompt in batch_prompts(sample, graph.batch_size + 1, graph.num_points,
+                                            box_clicks(bundle.manifest)):
+                    row = compare_batch(reference, predictor, prompt)
+                    prompts.append({"image": sample.name, "decoder": graph.file, **row})
+                continue
             plist = prompt_set(sample) if graph.num_points is None else \
                 static_prompts(sample, graph.num_points, box_clicks(bundle.manifest))
             if prompt_graph is not None and not prompt_graph.takes_mask:
@@ -95,6 +101,11 @@ def run_parity(sam, bundle_dir: Path, samples: list[SampleImage], thresholds: Pa
                                                mask_input=prompt.feed_previous_logits)
                 prompts.append({"image": sample.name, "decoder": used.file, **row})
         predictor.pinned_decoder = predictor.pinned_prompt_graph = None
+        # predict_batch as a user calls it: one call of the dynamic prompt graph, or one call per prompt
+        one_call = predictor.batch_decoder_graph()
+        for prompt in batch_prompts(sample):
+            row = compare_batch(reference, predictor, prompt)
+            prompts.append({"image": sample.name, "decoder": one_call.file if one_call else "per prompt", **row})
     summary = {
         "min_mask_iou": min(p["mask_iou"] for p in prompts),
         "mean_mask_iou": float(np.mean([p["mask_iou"] for p in prompts])),

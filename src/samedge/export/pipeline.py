@@ -12,8 +12,7 @@ from ..artifacts import check_output_dir, staged_directory
 from ..families import SAM, Family, get_family
 from ..errors import ExportError, InputError, ParityError
 from ..manifest import GraphInfo, Manifest, SplitDecoder, TensorSpec, WeightsInfo
-from ..model_types import (EMBEDDING_SHAPE, IMAGE_SIZE, LOW_RES_MASK_SIZE, MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD,
-                           get_spec)
+from ..model_types import EMBEDDING_SHAPE, IMAGE_SIZE, LOW_RES_MASK_SIZE, MASK_THRESHOLD, get_spec
 from ..weights import download_checkpoint, sha256_of
 from .onnx_export import (POINTS_DIM, ExportedGraph, export_context, export_decoder, export_encoder,
                           export_prompt_decoder, static_prompt_decoder)
@@ -40,6 +39,9 @@ class ExportConfig:
     # The split decoder (a per-image context graph + per-prompt graphs for the same point counts as the
     # decoders): what predict() runs for prompts without a mask prior. Off: every prompt runs the full decoder.
     split_decoder: bool = True
+    # Static batch sizes of the split decoder's prompt graph (no mask prior) for each decoder_points count:
+    # what predict_batch / segment everything run in fixed-size calls on static-shape devices (NPU, TensorRT).
+    decoder_batch_sizes: tuple[int, ...] = ()
     # Backend formats beside ONNX (always exported: every other format is converted from it or checked
     # against it): "openvino" (IR) and/or "coreml" (.mlpackage, static decoders = decoder_points).
     formats: tuple[str, ...] = ()
@@ -53,6 +55,12 @@ def _validate(cfg: ExportConfig) -> None:
         raise InputError("a checkpoint path goes with weights='checkpoint' (and only with it)")
     if any(k < 1 or k > 64 for k in cfg.decoder_points):
         raise InputError(f"decoder point counts must be in 1..64, got {list(cfg.decoder_points)}")
+    if any(b < 2 or b > 1024 for b in cfg.decoder_batch_sizes):
+        raise InputError(f"decoder batch sizes must be in 2..1024 (batch 1 is the plain static graph), got "
+                         f"{list(cfg.decoder_batch_sizes)}")
+    if cfg.decoder_batch_sizes and not (cfg.split_decoder and cfg.decoder_points):
+        raise InputError("--decoder-batch-sizes makes static batches of the split decoder's static prompt graphs: "
+                         "it needs --decoder-points and the split decoder")
     if not cfg.dynamic_decoder and not cfg.decoder_points:
         raise InputError("without the dynamic decoder, give at least one static --decoder-points count")
     if not 1 <= cfg.parity_images <= NUM_SAMPLE_IMAGES:
@@ -192,6 +200,10 @@ def _export_split(sam, work: Path, cfg: ExportConfig) -> SplitDecoder:
             prompts.append(_graph_info("prompt", dynamic))
         prompts += [_graph_info("prompt", static_prompt_decoder(dynamic.path, work / f"{stem}_p{k}.onnx", k), k)
                     for k in sorted(set(cfg.decoder_points))]
+        if not with_mask:  # fixed-size batches (segment everything's grid on an NPU)
+            prompts += [_graph_info("prompt", static_prompt_decoder(dynamic.path, work / f"{stem}_p{k}_b{b}.onnx",
+                                                                    k, batch=b), k)
+                        for k in sorted(set(cfg.decoder_points)) for b in sorted(set(cfg.decoder_batch_sizes))]
         if not cfg.dynamic_decoder:  # traced dynamic only to derive the static ones
             dynamic.path.unlink()
     return SplitDecoder(context, tuple(prompts))

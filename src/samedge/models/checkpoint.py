@@ -9,7 +9,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..model_types import MODEL_SPECS, HieraConfig, TinyViTConfig, ViTConfig, get_spec
-from .sam import Sam, build_sam
+from .sam import build_sam
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from itertools import combinations
 import numpy as np
 
 from ..bench.stats import TimingPlan, summarize, time_calls
-from ..compare import compare_prompt, prompt_set, static_prompts
+from ..compare import batch_prompts, compare_batch, compare_prompt, prompt_set, static_prompts
 from ..cpu import cpu_capabilities
 from ..data import SampleImage
 from ..predictor import SamPredictor
@@ -142,6 +142,11 @@ def measure(reference, variant, samples: list[SampleImage], thresholds: QuantThr
             for prompt in plist:
                 row = compare_prompt(_Pinned(reference, ref_graph), _Pinned(variant, var_graph), prompt, previous)
                 prompts.append({"image": sample.name, "decoder": var_graph.file, **row})
+        if isinstance(variant, PredictorSide):  # predict_batch on the variant, each row against the reference
+            one_call = variant.p.batch_decoder_graph()
+            for prompt in batch_prompts(sample):
+                row = compare_batch(_Pinned(reference, None), variant.p, prompt)
+                prompts.append({"image": sample.name, "decoder": one_call.file if one_call else "per prompt", **row})
     ious = [p["mask_iou"] for p in prompts]
     summary = {"mean_mask_iou": float(np.mean(ious)), "min_mask_iou": float(np.min(ious)),
                "max_score_error": max(p["score_abs_error"] for p in prompts),
