@@ -41,7 +41,7 @@ def sam2_bundle(tmp_path_factory) -> Path:
     """test_tiny_sam2 (a real Hiera layout, a few MB, full-size SAM 2 heads) with OpenVINO IR, parity-gated."""
     from samedge.export.pipeline import ExportConfig, export_bundle
     out = tmp_path_factory.mktemp("sam2") / "tiny"
-    export_bundle(ExportConfig("test_tiny_sam2", out, seed=0, decoder_points=(1, 2), parity_images=1,
+    export_bundle(ExportConfig("test_tiny_sam2", out, seed=0, decoder_points=(1,), parity_images=1,
                                formats=("openvino",)))
     return out
 
@@ -183,7 +183,7 @@ def test_sam2_bundle_has_the_grown_contract(sam2_bundle):
     assert [t.name for t in m.split.context.inputs] == ["image_embeddings", "high_res_feats_0", "high_res_feats_1"]
     assert "split_decoder" not in m.export and m.converted["openvino"].split is not None
     assert m.parity["passed"] and m.parity["summary"]["min_feature_cosine"] >= 0.9999
-    assert {p["prompt"] for p in m.parity["prompts"]} >= {"box", "box_point", "point_with_mask_input", "static2_box"}
+    assert {p["prompt"] for p in m.parity["prompts"]} >= {"box", "box_point", "point_with_mask_input", "static1_points"}
 
 
 def test_sam2_split_decoder_gives_the_full_decoders_results(sam2_bundle, samples):
@@ -256,11 +256,11 @@ def test_coreml_conversion_has_the_sam2_contract(sam2_bundle, tmp_path):
     from samedge.export.coreml_convert import DEFAULT_FP32_OPS, CoreMLConfig
     b = tmp_path / "b"
     shutil.copytree(sam2_bundle, b)
-    add_formats(b, ConvertConfig(("coreml",), coreml=CoreMLConfig((2,))))
+    add_formats(b, ConvertConfig(("coreml",), coreml=CoreMLConfig((1,))))
     coreml = load_bundle(b, warn_random=False).manifest.converted["coreml"]
     assert [t.name for t in coreml.encoder.outputs] == list(SAM2.encoder_outputs)
     assert [t.shape for t in coreml.decoders[0].inputs][:4] == [(1, 256, 64, 64), (1, 32, 256, 256),
-                                                                (1, 64, 128, 128), (1, 3, 2)]
+                                                                (1, 64, 128, 128), (1, 2, 2)]
     for graph in (coreml.encoder, *coreml.decoders):
         check_mlpackage(b / graph.file, graph, DEFAULT_FP32_OPS)
 
