@@ -13,6 +13,7 @@ from ..contract import PROMPT_INPUTS, PROMPT_MASK_INPUTS, PROMPT_OUTPUTS
 from ..errors import ExportError
 from ..model_types import IMAGE_SIZE, LOW_RES_MASK_SIZE
 from ..models.sam import Sam
+from .gelu import rebracket_gelu
 
 log = logging.getLogger(__name__)
 # torch.onnx warns once per torchvision op it cannot register; torchvision is not used here.
@@ -49,6 +50,15 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, input_names, outpu
             program.save(str(path), external_data=external)
     except Exception as exc:
         raise ExportError(f"torch.onnx.export of {path.name} failed: {type(exc).__name__}: {exc}") from exc
+    _fusable_gelu(path)
+
+
+def _fusable_gelu(path: Path) -> None:
+    """Rebracket every exact GELU so ONNX Runtime fuses it (export/gelu.py: MobileSAM's encoder 1070 -> 740 ms
+    on ORT, 2-core Xeon AVX-512). Only node inputs change, so a graph with external data keeps its data file."""
+    model = onnx.load(str(path), load_external_data=False)
+    if rebracket_gelu(model):
+        onnx.save_model(model, str(path))
 
 
 # onnxslim's shape inference serialises the whole model, which protobuf refuses above 2 GB.
