@@ -3,7 +3,8 @@
 
 - official: Meta's SamAutomaticMaskGenerator (segment-anything 1.0) in PyTorch eager, on the same weights (the
   torchvision it imports is the test-only shim in tests/upstream_shim: this script is a benchmark, not runtime);
-- samedge exact on every backend given (filter on predicted IoU before any mask is upsampled);
+- samedge exact on every backend given (scores first: the masks of a prompt are decoded only if one of its
+  candidates passes pred_iou_thresh, and only the survivors are upsampled);
 - samedge exact done the straightforward way (upscale_first: every candidate upsampled to full size, as the
   official code does);
 - samedge fast mode (not exact), with its recall of exact-mode masks at mask IoU >= 0.9.
@@ -178,8 +179,9 @@ def main() -> int:
 def markdown(result: dict) -> str:
     lines = [f"## Segment everything: {result['model']}, {result['image']}, {result['cpu']}",
              "", f"Weights: {result['weights']}. Parameters: `{json.dumps(result['parameters'])}`.", "",
-             "| run | s / image (p50) | vs official eager | masks | prompts/s | agreement | encoder ms | decoder ms "
-             "| upsample ms | filter ms | NMS ms | RLE ms |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| run | s / image (p50) | vs official eager | masks | prompts/s | agreement | prompts with masks decoded "
+             "| encoder ms | decoder ms (scores stage) | decoder masks stage ms | upsample ms | filter ms | NMS ms "
+             "| RLE ms |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         st = r.get("stages_ms", {})
         agree = r.get("agreement_with_official") or r.get("agreement_with_exact")
@@ -193,9 +195,12 @@ def markdown(result: dict) -> str:
             agree_text = "reference"
         speed = f"{r['speedup_vs_official_eager']:.2f}x" if "speedup_vs_official_eager" in r else "-"
         pps = f"{r['prompts_per_s']:.0f}" if "prompts_per_s" in r else "-"
+        counts_row = r.get("counts", {})
+        decoded = f"{counts_row['mask_decoded_prompts']}/{counts_row['prompts']}" if "mask_decoded_prompts" in counts_row \
+            else "-"
         lines.append(f"| {r['run']} | {r['seconds_p50']:.2f} | {speed} | {r['masks']} | {pps} | {agree_text} | "
-                     + " | ".join(f"{st[k]:.0f}" if k in st else "-"
-                                  for k in ("encoder", "decoder", "upsample", "filter", "nms", "rle")) + " |")
+                     f"{decoded} | " + " | ".join(f"{st[k]:.0f}" if k in st else "-" for k in (
+                         "encoder", "decoder", "decoder_masks", "upsample", "filter", "nms", "rle")) + " |")
     counts = next((r["counts"] for r in result["rows"] if "counts" in r), None)
     if counts:
         lines += ["", "Candidates after each filter (samedge exact): " + ", ".join(f"{k} {v}" for k, v in counts.items())]

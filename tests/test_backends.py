@@ -405,8 +405,8 @@ def test_cli_convert_fidelity_and_run_on_openvino(tiny_bundle, tmp_path, capsys)
     b = tmp_path / "b"
     shutil.copytree(tiny_bundle, b)
     assert main(["convert", str(b), "--format", "openvino", "--parity-images", "1"]) == 0
-    # encoder, 3 decoders, context, 6 prompt graphs and the 2 static-batch ones
-    assert "openvino: 13 graphs" in capsys.readouterr().out
+    # encoder, 3 decoders, context, 6 prompt graphs, the 2 static-batch ones and the scores + masks pair
+    assert "openvino: 15 graphs" in capsys.readouterr().out
     assert main(["convert", str(b), "--format", "onnx"]) == 2
     assert main(["fidelity", str(b), "--parity-images", "1"]) == 0
     report = json.loads((b / "fidelity" / "onnxruntime-cpu-fp32.json").read_text())

@@ -158,6 +158,24 @@ def test_output_modes_and_upscale_first_give_the_same_masks(structured_bundle):
         assert isinstance(c["segmentation"]["counts"], str)
 
 
+def test_scores_first_decodes_only_the_masks_it_keeps_and_gives_the_same_records(structured_bundle, photo):
+    """A threshold at the median of each prompt's best score: half the prompts have no candidate to keep, so
+    their masks are never decoded, and the records are those of decoding every mask (upscale_first)."""
+    predictor = SamPredictor(structured_bundle, embedding_cache_size=0)
+    predictor.set_image(photo)
+    points = build_point_grid(8) * np.array([photo.shape[1], photo.shape[0]])
+    best = predictor.decode_scores(points[:, None, :], np.ones((len(points), 1))).scores.max(axis=1)
+    params = dict(EXACT, pred_iou_thresh=float(np.median(best)), box_nms_thresh=1.0)  # random boxes: all overlap
+    staged = SamAutomaticMaskGenerator(predictor, **params)
+    ours = staged.generate(photo)
+    everything = SamAutomaticMaskGenerator(predictor, **params, upscale_first=True)
+    reference = everything.generate(photo)
+    assert everything.last_stats.mask_decoded_prompts == 64
+    assert 24 <= staged.last_stats.mask_decoded_prompts <= 40, staged.last_stats
+    assert len(ours) > 2
+    assert_same_records(reference, ours, photo.shape[:2])
+
+
 def test_batched_decoding_matches_single_predict_calls(structured_bundle, photo):
     predictor = SamPredictor(structured_bundle, embedding_cache_size=0)
     predictor.set_image(photo)
@@ -168,6 +186,21 @@ def test_batched_decoding_matches_single_predict_calls(structured_bundle, photo)
         _, s, lo = predictor.predict(p[None], np.array([1]))
         np.testing.assert_allclose(lo, low[i], atol=1e-4)
         np.testing.assert_allclose(s, scores[i], atol=1e-5)
+    # scores first, then the masks of chosen prompts only (prompt_scores / prompt_masks): the same numbers
+    assert predictor.staged_decoding()
+    scored = predictor.decode_scores(points[:, None, :], np.ones((len(points), 1)))
+    np.testing.assert_allclose(scored.scores, scores, atol=1e-6)
+    some = predictor.decode_masks(scored, np.array([7, 2, 2]))
+    assert some.shape == (3, 3, 256, 256)
+    np.testing.assert_allclose(some, low[[7, 2, 2]], atol=1e-4 * max(1.0, float(np.abs(low).max())))
+    assert predictor.decode_masks(scored, np.array([], np.int64)).shape == (0, 3, 256, 256)
+    for bad in (np.array([9]), np.array([-1]), np.array([[1]]), np.array([0.5])):
+        with pytest.raises(InputError, match="prompt indices in"):
+            predictor.decode_masks(scored, bad)
+    single = predictor.decode_scores(points[:2, None, :], np.ones((2, 1)), multimask_output=False)
+    _, first = predictor.decode_batch(points[:2, None, :], np.ones((2, 1)), multimask_output=False)
+    np.testing.assert_allclose(single.scores, first, atol=1e-6)
+    assert predictor.decode_masks(single, np.array([1])).shape == (1, 1, 256, 256)
 
 
 def test_on_openvino_too(structured_bundle, structured_model, official_sam, tmp_path):

@@ -155,6 +155,11 @@ def test_manifest_split_entries_are_validated(tiny_bundle, tmp_path):
         (lambda d: d["split"]["prompts"][1].update(file="../outside.onnx"), "split.prompts.1.file"),
         (lambda d: _entry(d, "prompt_p1_b3.onnx")["inputs"][1].update(shape=[2, 2]), "must share point_coords"),
         (lambda d: _entry(d, "prompt_p1_b3.onnx").update(num_points=None), "static batch > 1"),
+        (lambda d: d["split"].update(masks=None), "scores and masks graphs go together"),
+        (lambda d: d["split"]["scores"].update(role="prompt"), "split prompt_scores graph"),
+        (lambda d: d["split"]["masks"]["inputs"].reverse(), "split prompt_masks graph"),
+        (lambda d: d["split"]["masks"]["inputs"][1].update(shape=["num_prompts", 1, 1024]), "mask state"),
+        (lambda d: d["split"]["scores"].update(file="../outside.onnx"), "split.scores"),
     ]:
         d = json.loads(json.dumps(good))
         edit(d)
@@ -170,6 +175,12 @@ def test_manifest_split_entries_are_validated(tiny_bundle, tmp_path):
     with pytest.raises(BundleError, match="not the one exported"):
         p.set_image(np.zeros((32, 32, 3), np.uint8))
         p.predict(point_coords=np.full((5, 2), 5.0), point_labels=np.ones(5))  # 5 clicks: the dynamic graph
+    # a bundle without the two-stage graphs (as before 2026-12-02) decodes everything through the prompt graph
+    d = json.loads(json.dumps(good))
+    for key in ("scores", "masks"):
+        d["split"].pop(key)
+    path.write_text(json.dumps(d))
+    assert not SamPredictor(b).staged_decoding()
     # a bundle without a split decoder (as before 2026-12) still loads and predicts on the full decoder
     d = json.loads(json.dumps(good))
     d.pop("split")
@@ -244,3 +255,28 @@ def test_batched_comparison_checks_every_row(samples):
     assert good["batch"] == 4 and good["mask_iou"] == 1.0 and good["score_abs_error"] == 0.0
     bad = compare_batch(_ByPoint(), _ByPoint(reverse_batch=True), prompt)
     assert bad["mask_iou"] == 0.0 and bad["score_abs_error"] > 0.01
+
+
+@pytest.mark.parametrize("model_type", ("test_tiny", "test_tiny_sam2"))
+def test_scores_then_masks_equal_the_prompt_graph(model_type):
+    """The prompt graph in two stages (segment everything decodes masks only for prompts that pass the
+    predicted-IoU filter): the scores graph's IoUs and the masks graph's logits are the prompt graph's."""
+    from samedge.export.split_decoder import MasksGraph, ScoresGraph
+    from samedge.models import build_sam, randomize_weights
+    model = randomize_weights(build_sam(model_type), seed=0)
+    context, prompt = ContextGraph(model).eval(), PromptGraph(model).eval()
+    scores, masks_graph = ScoresGraph(model).eval(), MasksGraph(model).eval()
+    g = torch.Generator().manual_seed(3)
+    from samedge.export.specs import spec_for
+    features = [torch.randn(*s, generator=g) for s in spec_for(model).feature_shapes]
+    coords, labels = _rows(4, 1, False, seed=5)
+    with torch.no_grad():
+        ctx = dict(zip(context.output_names, context(*features)))
+        ref_masks, ref_iou = prompt(coords, labels, *(ctx[n] for n in prompt.context_names))
+        iou, *state = scores(coords, labels, *(ctx[n] for n in scores.context_names))
+        pick = [2, 0]  # any subset, in any order
+        masks = masks_graph(*(t[pick] for t in state), *(ctx[n] for n in masks_graph.context_names))
+    assert not set(scores.context_names) & set(masks_graph.context_names) - set(prompt.context_names)
+    torch.testing.assert_close(iou, ref_iou, rtol=0, atol=1e-6)
+    scale = ref_masks.abs().max()
+    assert (masks - ref_masks[pick]).abs().max() <= 1e-5 * scale

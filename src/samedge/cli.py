@@ -592,7 +592,8 @@ def _everything(args) -> int:
     if generator.last_stats is not None and result.done:
         st = generator.last_stats
         print(f"last image: {st.prompts} prompts, {st.candidates} candidates -> {st.after_pred_iou} after predicted "
-              f"IoU -> {st.after_stability} after stability -> {st.after_box_nms} after box NMS -> {st.masks} masks"
+              f"IoU -> {st.after_stability} after stability -> {st.after_box_nms} after box NMS -> {st.masks} masks; "
+              f"masks decoded for {st.mask_decoded_prompts} of {st.prompts} prompts"
               + (" (RANDOM weights)" if random_weights else ""))
     return 1 if result.failed else 0
 

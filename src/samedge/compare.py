@@ -116,6 +116,29 @@ def compare_batch(reference, predictor, prompt: Prompt) -> dict:
             "reference_mask_fraction": float(np.mean([r["reference_mask_fraction"] for r in rows]))}
 
 
+class _ScoresFirst:
+    """predict_batch of point prompts through the two-stage graphs (predictor.decode_scores, then decode_masks of
+    every row, asked in reverse order so a row mix-up shows), for compare_batch."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor = predictor
+
+    def predict_batch(self, point_coords, point_labels, multimask_output=True, return_logits=True):
+        from .processing import postprocess_masks
+        p = self.predictor
+        scored = p.decode_scores(point_coords, point_labels, multimask_output)
+        rows = np.arange(len(scored.scores))[::-1]
+        low = p.decode_masks(scored, rows)[::-1]
+        return postprocess_masks(low, p.geometry), scored.scores, low
+
+
+def compare_scores_first(reference, predictor, prompt: Prompt) -> dict:
+    """compare_batch for segment everything's path: point prompts scored first, masks decoded after."""
+    if "boxes" in prompt.kwargs:
+        raise ValueError(f"{prompt.name}: the two-stage graphs take point prompts only")
+    return {**compare_batch(reference, _ScoresFirst(predictor), prompt), "prompt": prompt.name + ":scores_first"}
+
+
 def best_mask(predictor, rgb: np.ndarray, point: tuple[float, float]) -> np.ndarray:
     """(H, W) bool: the mask a user is shown for a one-point prompt on `rgb` (multimask, best of three by
     score, the official recommendation); how the gaze demo compares what it showed with a reference."""

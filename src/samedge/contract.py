@@ -14,3 +14,10 @@ CONTEXT_OUTPUT_PREFIX = "context_"  # context_00, context_01, ...: the per-image
 PROMPT_INPUTS = ("point_coords", "point_labels")  # followed by the context tensors it reads, in context order
 PROMPT_MASK_INPUTS = ("point_coords", "point_labels", "mask_input", "has_mask_input")  # the mask-prior variant
 PROMPT_OUTPUTS = DECODER_OUTPUTS
+# The prompt graph in two stages (segment everything decides on the scores before paying for any mask):
+# scores graph: PROMPT_INPUTS + context -> iou_predictions + the mask state; masks graph: the mask state + the
+# context tensors it reads -> low_res_masks. The state is the final image tokens in split form
+# (scale (B, 1, n), coef (B, R, n), rows (B, R, 256)) and the hypernetwork vectors (B, 4, 32).
+MASK_STATE = ("mask_hyper_in", "mask_token_scale", "mask_token_coef", "mask_token_rows")
+SCORES_OUTPUTS = ("iou_predictions", *MASK_STATE)
+MASKS_OUTPUTS = ("low_res_masks",)

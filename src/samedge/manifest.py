@@ -8,7 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .contract import DECODER_OUTPUTS, PROMPT_INPUTS, PROMPT_MASK_INPUTS
+from .contract import (DECODER_OUTPUTS, MASK_STATE, MASKS_OUTPUTS, PROMPT_INPUTS, PROMPT_MASK_INPUTS,
+                       SCORES_OUTPUTS)
 from .errors import BundleError, InputError, ManifestVersionError
 from .families import SAM2_HIGH_RES_SHAPES, Family, Processing, get_family
 
@@ -83,9 +84,19 @@ class SplitDecoder:
     that take point rows + those tensors and give the full decoder's outputs."""
     context: GraphInfo
     prompts: tuple[GraphInfo, ...]
+    # The dynamic prompt graph in two stages (contract.SCORES_OUTPUTS / MASKS_OUTPUTS): segment everything
+    # decodes masks only for prompts whose scores pass its filter. Both or neither.
+    scores: GraphInfo | None = None
+    masks: GraphInfo | None = None
 
     def graphs(self) -> tuple[GraphInfo, ...]:
-        return (self.context, *self.prompts)
+        return (self.context, *self.prompts, *((self.scores, self.masks) if self.scores and self.masks else ()))
+
+    def with_graphs(self, fn) -> "SplitDecoder":
+        """The same split with fn applied to every graph entry (hashing, conversion)."""
+        return SplitDecoder(fn(self.context), tuple(fn(g) for g in self.prompts),
+                            None if self.scores is None else fn(self.scores),
+                            None if self.masks is None else fn(self.masks))
 
 
 @dataclass(frozen=True)
@@ -133,7 +144,7 @@ class Manifest:
                 return g
             return replace(g, external_data_sha256=artifact_sha256(Path(directory) / g.external_data))
         def hashed_split(sp: SplitDecoder | None) -> SplitDecoder | None:
-            return None if sp is None else SplitDecoder(hashed(sp.context), tuple(hashed(g) for g in sp.prompts))
+            return None if sp is None else sp.with_graphs(hashed)
         current = replace(self, format_version=FORMAT_VERSION, encoder=hashed(self.encoder),
                           decoders=tuple(hashed(g) for g in self.decoders), split=hashed_split(self.split),
                           converted={f: replace(c, encoder=hashed(c.encoder), decoders=tuple(hashed(g) for g in c.decoders),
@@ -338,11 +349,46 @@ def _split_errors(fmt: str, split: SplitDecoder, feature_names: tuple[str, ...])
         shapes = {t.name: t.shape for t in ctx.outputs}
         if any(tuple(t.shape) != tuple(shapes[t.name]) for t in g.inputs[len(lead):]):
             errors.append(f"{fmt} split prompt graph {g.file}: context input shapes differ from the context graph's")
+    return errors + _staged_errors(fmt, split)
+
+
+def _staged_errors(fmt: str, split: SplitDecoder) -> list[str]:
+    """The two-stage prompt graph: scores: point rows + context tensors -> iou_predictions + the mask state;
+    masks: the mask state (same shapes) + context tensors -> low_res_masks. Both or neither."""
+    if split.scores is None and split.masks is None:
+        return []
+    if split.scores is None or split.masks is None:
+        return [f"{fmt} split decoder: the scores and masks graphs go together, got only "
+                f"{(split.scores or split.masks).file}"]
+    ctx = {t.name: tuple(t.shape) for t in split.context.outputs}
+    errors = []
+    for g, role, lead, outputs in ((split.scores, "prompt_scores", PROMPT_INPUTS, SCORES_OUTPUTS),
+                                   (split.masks, "prompt_masks", MASK_STATE, MASKS_OUTPUTS)):
+        names = [t.name for t in g.inputs]
+        rest = names[len(lead):]
+        in_order = [n for n in ctx if n in rest] == rest and len(set(rest)) == len(rest)
+        if g.role != role or tuple(names[:len(lead)]) != lead or not in_order or \
+                tuple(t.name for t in g.outputs) != outputs or \
+                any(tuple(t.shape) != ctx[t.name] for t in g.inputs[len(lead):]):
+            errors.append(f"{fmt} split {role} graph {g.file}: role {g.role!r}, I/O {names} -> "
+                          f"{[t.name for t in g.outputs]}; needs role {role!r}, {list(lead)} + context tensors of "
+                          f"{split.context.file} (their shapes, in its order) -> {list(outputs)}")
+    if not errors:
+        given = {t.name: tuple(t.shape)[1:] for t in split.scores.outputs}
+        taken = {t.name: tuple(t.shape)[1:] for t in split.masks.inputs[:len(MASK_STATE)]}
+        def differ(a: tuple, b: tuple) -> bool:  # symbolic dims (batch, state rows) match any
+            return len(a) != len(b) or any(isinstance(x, int) and isinstance(y, int) and x != y for x, y in zip(a, b))
+        if any(differ(given[n], taken[n]) for n in MASK_STATE):
+            errors.append(f"{fmt} split decoder: the mask state {split.scores.file} gives {given} is not what "
+                          f"{split.masks.file} takes {taken}")
     return errors
 
 
 def _split(d: dict | None) -> SplitDecoder | None:
-    return None if d is None else SplitDecoder(_graph(d["context"]), tuple(_graph(g) for g in d["prompts"]))
+    if d is None:
+        return None
+    staged = [None if d.get(k) is None else _graph(d[k]) for k in ("scores", "masks")]
+    return SplitDecoder(_graph(d["context"]), tuple(_graph(g) for g in d["prompts"]), *staged)
 
 
 def manifest_from_dict(d: dict, source: str = "manifest") -> Manifest:

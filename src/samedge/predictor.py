@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,29 @@ from .bundle import Bundle, load_bundle
 from .embedding_cache import EmbeddingCache, ImageEmbedding, image_key
 from .errors import BundleError, InputError, SamEdgeError
 from .families import SAM2_HIGH_RES_SHAPES
+from .contract import MASK_STATE, PROMPT_INPUTS
 from .manifest import GraphInfo
 from .runtimes import Session, SessionOptions, backend_module, check_device, check_session_io, open_session
 from .runtimes.selection import Choice, choose
 from .validation import check_box, check_flag, check_image, check_mask_input, check_points
 
 log = logging.getLogger(__name__)
+
+
+# Prompts per call of the masks graph: its intermediates are ~12 MB per prompt, and past ~16 prompts a call
+# runs out of cache and gets slower per prompt (MobileSAM prompt graph, 2-core Xeon: 25 ms/prompt at 16,
+# 31 at 64); the calls give the same logits whatever their size.
+MASKS_PER_CALL = 16
+
+
+@dataclass(frozen=True)
+class ScoredPrompts:
+    """decode_scores' result: scores (B, C), the mask state of each prompt (contract.MASK_STATE, first axis B),
+    which of the decoder's 4 outputs the C columns are, and the image they were scored on."""
+    scores: np.ndarray
+    state: dict[str, np.ndarray]
+    outputs: slice
+    image: ImageEmbedding
 
 
 class NoImageError(SamEdgeError, RuntimeError):
@@ -397,10 +414,8 @@ class SamPredictor:
         batch = next(iter(sizes.values()))
         if "point_coords" in given and given["point_coords"].ndim != 3:
             raise InputError(f"point_coords must be (B, N, 2) for predict_batch, got {list(given['point_coords'].shape)}")
-        rows = [self._prompt_rows(None if point_coords is None else given["point_coords"][i],
-                                  None if point_labels is None else given["point_labels"][i],
-                                  None if boxes is None else given["boxes"][i], current.geometry) for i in range(batch)]
-        coords, labels = np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
+        coords, labels = self._batch_rows(current, given.get("point_coords"), given.get("point_labels"),
+                                          given.get("boxes"))
         masks = None
         if mask_input is not None:
             masks = np.stack([check_mask_input(mk, m.low_res_mask_size) for mk in given["mask_input"]])
@@ -412,6 +427,75 @@ class SamPredictor:
                      for i in range(batch)]
             low_res, scores = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         return processing.select_masks(low_res, scores, multimask_output, m.processing)
+
+    # -- two-stage decoding: scores first, masks for the prompts that need them ---------------------------
+    def staged_decoding(self, multimask_output: bool = True) -> bool:
+        """True where decode_scores / decode_masks can run: the bundle has the two-stage prompt graph in this
+        format, the decoder takes dynamic shapes, no graph is pinned, and the returned scores do not depend on
+        the masks (SAM 2's single-mask rule picks by mask stability, so it needs the masks)."""
+        split = self.bundle.manifest.split_for(self.format) if self._context is not None else None
+        return (split is not None and split.scores is not None and not self._static_decoders
+                and self.pinned_decoder is None and self.pinned_prompt_graph is None
+                and (multimask_output or self.bundle.manifest.processing.single_mask == "first"))
+
+    def decode_scores(self, point_coords: np.ndarray, point_labels: np.ndarray,
+                      multimask_output: bool = True) -> "ScoredPrompts":
+        """The decoder's scores for B prompts without their masks: point_coords (B, N, 2), point_labels (B, N)
+        -> ScoredPrompts with .scores (B, C) exactly as decode_batch gives them (C = 3 with multimask_output,
+        else 1). decode_masks(scored, rows) then gives the low-res logits of the chosen prompts only."""
+        check_flag(multimask_output, "multimask_output")
+        if not self.staged_decoding(multimask_output):
+            raise InputError("decode_scores needs a bundle with the two-stage prompt graph (prompt_scores / "
+                             "prompt_masks: exported by samedge >= 2026-12-02 with the dynamic decoder) on a "
+                             "dynamic-shape device, and multimask_output=True on SAM 2; use decode_batch")
+        current = self._require_image()
+        coords, labels = self._batch_rows(current, point_coords, point_labels, None)
+        split = self.bundle.manifest.split_for(self.format)
+        graph = split.scores
+        session = self._decoder_session(graph)
+        out = session.run({"point_coords": coords, "point_labels": labels,
+                           **{t.name: current.context[t.name] for t in graph.inputs[len(PROMPT_INPUTS):]}})
+        pick = slice(1, None) if multimask_output else slice(0, 1)
+        state = {name: out[name] for name in MASK_STATE}
+        return ScoredPrompts(out["iou_predictions"][:, pick], state, pick, current)
+
+    def decode_masks(self, scored: "ScoredPrompts", rows: np.ndarray) -> np.ndarray:
+        """Low-res logits (K, C, 256, 256) of the prompts scored.scores[rows] (rows: K indices into the batch),
+        equal to decode_batch's for those prompts, on the image they were scored on."""
+        rows = np.asarray(rows)
+        total = scored.scores.shape[0]
+        if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer) or (rows.size and
+                                                                           (rows.min() < 0 or rows.max() >= total)):
+            raise InputError(f"rows must be a 1-D array of prompt indices in [0, {total}), got {rows!r}")
+        size = self.bundle.manifest.low_res_mask_size
+        channels = scored.scores.shape[1]
+        if rows.size == 0:
+            return np.zeros((0, channels, size, size), np.float32)
+        graph = self.bundle.manifest.split_for(self.format).masks
+        session = self._decoder_session(graph)
+        context = {t.name: scored.image.context[t.name] for t in graph.inputs[len(MASK_STATE):]}
+        parts = []
+        for start in range(0, rows.size, MASKS_PER_CALL):
+            take = rows[start:start + MASKS_PER_CALL]
+            out = session.run({**{n: scored.state[n][take] for n in MASK_STATE}, **context})
+            parts.append(out["low_res_masks"][:, scored.outputs])
+        return np.concatenate(parts)
+
+    def _batch_rows(self, current: ImageEmbedding, point_coords, point_labels, boxes) -> tuple[np.ndarray, np.ndarray]:
+        """B prompts -> decoder rows (B, N, 2), (B, N) in the model frame, each checked as predict() checks it."""
+        arrays = [np.asarray(a) for a in (point_coords, point_labels, boxes) if a is not None]
+        if not arrays or any(a.ndim == 0 for a in arrays):
+            raise InputError("give B prompts: point_coords (B, N, 2) with point_labels (B, N), and/or boxes (B, 4)")
+        if point_coords is not None and np.asarray(point_coords).ndim != 3:
+            raise InputError(f"point_coords must be (B, N, 2) for a batch, got {list(np.asarray(point_coords).shape)}")
+        batch = arrays[0].shape[0]
+        if any(a.shape[0] != batch for a in arrays):
+            raise InputError(f"every prompt array needs the same batch size B as its first axis, got "
+                             f"{[list(a.shape) for a in arrays]}")
+        rows = [self._prompt_rows(None if point_coords is None else point_coords[i],
+                                  None if point_labels is None else point_labels[i],
+                                  None if boxes is None else boxes[i], current.geometry) for i in range(batch)]
+        return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
 
     def batch_decoder_graph(self, num_clicks: int = 1, mask: bool = False) -> GraphInfo | None:
         """The split prompt graph predict_batch runs a batch of num_clicks-click prompts on: the dynamic one

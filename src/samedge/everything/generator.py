@@ -133,8 +133,11 @@ class GenerationStats:
     after_small_regions: int = 0
     masks: int = 0
     skipped_points: int = 0  # fast mode: grid points inside an accepted mask, never decoded
+    # prompts whose masks were decoded (all of them, except where scores came first: predictor.decode_scores)
+    mask_decoded_prompts: int = 0
+    # decoder: the whole decoder, or with scores first its scores stage; decoder_masks: the masks stage
     stages_ms: dict[str, float] = field(default_factory=lambda: {
-        "encoder": 0.0, "decoder": 0.0, "upsample": 0.0, "filter": 0.0, "nms": 0.0, "rle": 0.0,
+        "encoder": 0.0, "decoder": 0.0, "decoder_masks": 0.0, "upsample": 0.0, "filter": 0.0, "nms": 0.0, "rle": 0.0,
         "small_regions": 0.0, "encode_output": 0.0})
     total_ms: float = 0.0
 
@@ -314,9 +317,10 @@ class SamAutomaticMaskGenerator:
     def _process_batch(self, points: np.ndarray, crop_box: list[int], orig_size: tuple[int, int],
                        stats: GenerationStats, coverage: np.ndarray | None = None) -> _Candidates:
         cfg, predictor = self.config, self.predictor
-        threshold = predictor.bundle.manifest.mask_threshold
         clock = _Clock(stats)
         n = len(points)
+        if self._staged():
+            return self._process_staged(points, crop_box, orig_size, stats, coverage)
         low_res, iou_preds = predictor.decode_batch(point_coords=points[:, None, :],
                                                     point_labels=np.ones((n, 1), np.float32),
                                                     multimask_output=cfg.multimask_output)
@@ -327,9 +331,46 @@ class SamAutomaticMaskGenerator:
         pts = np.repeat(points, per_point, axis=0)
         stats.prompts += n
         stats.candidates += len(iou_preds)
+        stats.mask_decoded_prompts += n
         if cfg.use_m2m:
             low_res, iou_preds = self._refine_with_m2m(pts, low_res)
             clock.lap("decoder")
+        return self._filter(low_res, iou_preds, pts, crop_box, orig_size, stats, coverage, clock)
+
+    def _staged(self) -> bool:
+        """Scores first, masks only for prompts with a candidate that passes pred_iou_thresh: the same records
+        (the filter reads only the scores), without the output upscaling of the prompts it drops."""
+        return (not self.upscale_first and not self.config.use_m2m
+                and self.predictor.staged_decoding(self.config.multimask_output))
+
+    def _process_staged(self, points: np.ndarray, crop_box: list[int], orig_size: tuple[int, int],
+                        stats: GenerationStats, coverage: np.ndarray | None) -> _Candidates:
+        cfg, predictor = self.config, self.predictor
+        clock = _Clock(stats)
+        n = len(points)
+        scored = predictor.decode_scores(points[:, None, :], np.ones((n, 1), np.float32), cfg.multimask_output)
+        clock.lap("decoder")
+        per_point = scored.scores.shape[1]
+        iou_preds = scored.scores.reshape(-1)
+        stats.prompts += n
+        stats.candidates += len(iou_preds)
+        keep = np.flatnonzero(iou_preds > cfg.pred_iou_thresh) if cfg.pred_iou_thresh > 0 else np.arange(len(iou_preds))
+        prompts = np.unique(keep // per_point)
+        stats.mask_decoded_prompts += len(prompts)
+        clock.lap("filter")
+        low = predictor.decode_masks(scored, prompts)  # (K, C, 256, 256)
+        low_res = low[np.searchsorted(prompts, keep // per_point), keep % per_point]
+        clock.lap("decoder_masks")
+        pts = np.repeat(points, per_point, axis=0)[keep]
+        # the IoU filter has run: _filter's own pass keeps everything (every score is above the threshold)
+        return self._filter(low_res, iou_preds[keep], pts, crop_box, orig_size, stats, coverage, clock)
+
+    def _filter(self, low_res: np.ndarray, iou_preds: np.ndarray, pts: np.ndarray, crop_box: list[int],
+                orig_size: tuple[int, int], stats: GenerationStats, coverage: np.ndarray | None,
+                clock: _Clock) -> _Candidates:
+        """Candidates (C, 256, 256) logits, (C,) scores, (C, 2) points -> the official filters in order."""
+        cfg, predictor = self.config, self.predictor
+        threshold = predictor.bundle.manifest.mask_threshold
         geometry = predictor.geometry
         logits = None
         if self.upscale_first:  # the official order: every candidate at full size before any filter

@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from ..contract import PROMPT_INPUTS, PROMPT_MASK_INPUTS, PROMPT_OUTPUTS
+from ..contract import MASK_STATE, MASKS_OUTPUTS, PROMPT_INPUTS, PROMPT_MASK_INPUTS, PROMPT_OUTPUTS, SCORES_OUTPUTS
 from ..errors import ExportError
 from ..model_types import IMAGE_SIZE, LOW_RES_MASK_SIZE
 from ..models.sam import Sam
@@ -178,3 +178,37 @@ def export_prompt_decoder(sam: Sam, path: Path, opset: int = 18, simplify: bool 
     _export(_named_arguments(graph, names), args, path, names, PROMPT_OUTPUTS, opset, dynamic)
     before, after, tool = _simplify(path, simplify)
     return ExportedGraph(path, None, before, after, tool)
+
+
+def export_staged_prompt_decoder(sam: Sam, scores_path: Path, masks_path: Path, opset: int = 18,
+                                 simplify: bool = True) -> tuple[ExportedGraph, ExportedGraph]:
+    """The dynamic prompt graph in two stages (split_decoder.ScoresGraph, MasksGraph): point rows (B, N, 2) +
+    context -> iou_predictions (B, 4) + the mask state; the mask state of any K prompts + context ->
+    low_res_masks (K, 4, 256, 256). Both with a dynamic batch."""
+    from .specs import spec_for
+    from .split_decoder import ContextGraph, MasksGraph, ScoresGraph
+    scores, masks = ScoresGraph(sam).eval(), MasksGraph(sam).eval()
+    context_graph = ContextGraph(sam).eval()
+    rows, batch = 3, 2
+    with torch.no_grad():
+        features = (torch.randn(*s) for s in spec_for(sam).feature_shapes)
+        context = dict(zip(context_graph.output_names, context_graph(*features)))
+        coords = torch.randint(0, IMAGE_SIZE, (batch, rows, 2)).float()
+        labels = torch.tensor([[1.0] * (rows - 1) + [-1.0]] * batch)
+        state = scores(coords, labels, *(context[n] for n in scores.context_names))[1:]
+    n = torch.export.Dim(POINTS_DIM, min=1, max=1024)
+    b = torch.export.Dim(BATCH_DIM, min=1, max=4096)
+    names = PROMPT_INPUTS + scores.context_names
+    _export(_named_arguments(scores, names), (coords, labels, *(context[c] for c in scores.context_names)),
+            scores_path, names, SCORES_OUTPUTS, opset,
+            {"point_coords": {0: b, 1: n}, "point_labels": {0: b, 1: n}, **{c: None for c in scores.context_names}})
+    r = torch.export.Dim("state_rows", min=1, max=1 << 16)  # grows with the point rows (8 heads x tokens)
+    names = MASK_STATE + masks.context_names
+    _export(_named_arguments(masks, names), (*state, *(context[c] for c in masks.context_names)), masks_path,
+            names, MASKS_OUTPUTS, opset, {**{s: {0: b} for s in MASK_STATE[:2]}, **{s: {0: b, 1: r} for s in MASK_STATE[2:]},
+                                          **{c: None for c in masks.context_names}})
+    out = []
+    for path in (scores_path, masks_path):
+        before, after, tool = _simplify(path, simplify)
+        out.append(ExportedGraph(path, None, before, after, tool))
+    return out[0], out[1]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..artifacts import artifact_bytes, artifact_sha256
 from ..errors import BackendUnavailableError, ExportError
-from ..manifest import ConvertedGraphs, GraphInfo, Manifest, SplitDecoder
+from ..manifest import ConvertedGraphs, GraphInfo, Manifest
 
 log = logging.getLogger(__name__)
 SUBDIR = "openvino"
@@ -59,7 +59,6 @@ def convert_bundle_openvino(bundle_dir: Path, out_root: Path, manifest: Manifest
     decoders = tuple(convert_graph(bundle_dir, out_root, g) for g in manifest.decoders)
     split = None
     if manifest.split is not None:
-        split = SplitDecoder(convert_graph(bundle_dir, out_root, manifest.split.context),
-                             tuple(convert_graph(bundle_dir, out_root, g) for g in manifest.split.prompts))
+        split = manifest.split.with_graphs(lambda g: convert_graph(bundle_dir, out_root, g))
     return ConvertedGraphs(encoder, decoders, {"tool": f"openvino {ov.__version__}", "source": "onnx",
                                                "weights": "fp32 (compress_to_fp16=False)"}, split)

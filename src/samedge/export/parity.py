@@ -13,7 +13,8 @@ from typing import Callable
 import numpy as np
 
 from ..bundle import load_bundle
-from ..compare import batch_prompts, compare_batch, compare_prompt, prompt_set, static_prompts
+from ..compare import (batch_prompts, compare_batch, compare_prompt, compare_scores_first, prompt_set,
+                       static_prompts)
 from ..data import SampleImage
 from ..metrics import cosine
 from ..predictor import SamPredictor
@@ -106,6 +107,9 @@ def run_parity(sam, bundle_dir: Path, samples: list[SampleImage], thresholds: Pa
         for prompt in batch_prompts(sample):
             row = compare_batch(reference, predictor, prompt)
             prompts.append({"image": sample.name, "decoder": one_call.file if one_call else "per prompt", **row})
+            if predictor.staged_decoding() and "boxes" not in prompt.kwargs:  # segment everything's path
+                row = compare_scores_first(reference, predictor, prompt)
+                prompts.append({"image": sample.name, "decoder": f"{split.scores.file}+{split.masks.file}", **row})
     summary = {
         "min_mask_iou": min(p["mask_iou"] for p in prompts),
         "mean_mask_iou": float(np.mean([p["mask_iou"] for p in prompts])),

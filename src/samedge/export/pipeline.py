@@ -15,7 +15,7 @@ from ..manifest import GraphInfo, Manifest, SplitDecoder, TensorSpec, WeightsInf
 from ..model_types import EMBEDDING_SHAPE, IMAGE_SIZE, LOW_RES_MASK_SIZE, MASK_THRESHOLD, get_spec
 from ..weights import download_checkpoint, sha256_of
 from .onnx_export import (POINTS_DIM, ExportedGraph, export_context, export_decoder, export_encoder,
-                          export_prompt_decoder, static_prompt_decoder)
+                          export_prompt_decoder, export_staged_prompt_decoder, static_prompt_decoder)
 from ..data import NUM_SAMPLE_IMAGES
 from .parity import ParityThresholds, run_parity
 
@@ -101,7 +101,7 @@ def _graph_info(role: str, exported: ExportedGraph, num_points: int | None = Non
     inputs, outputs = _io_specs(exported.path)
     expected_in = family.encoder_inputs if role == "encoder" else family.decoder_inputs
     expected_out = family.encoder_outputs if role == "encoder" else family.decoder_outputs
-    if role in ("context", "prompt"):  # checked as a pair by the manifest (_split_errors)
+    if role in ("context", "prompt", "prompt_scores", "prompt_masks"):  # checked together by _split_errors
         expected_in, expected_out = tuple(t.name for t in inputs), tuple(t.name for t in outputs)
     if tuple(t.name for t in inputs) != expected_in or tuple(t.name for t in outputs) != expected_out:
         raise ExportError(f"{exported.path.name} has inputs {[t.name for t in inputs]} and outputs "
@@ -206,7 +206,12 @@ def _export_split(sam, work: Path, cfg: ExportConfig) -> SplitDecoder:
                         for k in sorted(set(cfg.decoder_points)) for b in sorted(set(cfg.decoder_batch_sizes))]
         if not cfg.dynamic_decoder:  # traced dynamic only to derive the static ones
             dynamic.path.unlink()
-    return SplitDecoder(context, tuple(prompts))
+    staged = (None, None)
+    if cfg.dynamic_decoder:  # segment everything on CPU/GPU: scores first, masks for the prompts that pass
+        scores, masks = export_staged_prompt_decoder(sam, work / "prompt_scores.onnx", work / "prompt_masks.onnx",
+                                                     cfg.opset, cfg.simplify)
+        staged = (_graph_info("prompt_scores", scores), _graph_info("prompt_masks", masks))
+    return SplitDecoder(context, tuple(prompts), *staged)
 
 
 def _decoder_label(k: int | None) -> str:

@@ -242,7 +242,15 @@ class _Engine(nn.Module):
         return _ImageTokens(X.tag, X.g, blocks, X.c)
 
     def _masks(self, ctx: _Context, X: _ImageTokens, hyper: torch.Tensor) -> torch.Tensor:
-        """output_upscaling + the hypernetwork product, hyper (B, M, 32) -> masks (B, M, 256, 256).
+        coef, rows = X.stacked()
+        scale = X.c if X.c is not None else torch.ones_like(coef[:, :1, :])
+        return self.upscaled_masks(ctx, X.tag, X.g, scale, coef, rows, hyper)
+
+    def upscaled_masks(self, ctx: _Context, tag: str, g: torch.Tensor, scale: torch.Tensor, coef: torch.Tensor,
+                       rows: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
+        """output_upscaling + the hypernetwork product of the final image tokens X = scale * (E * g) +
+        coef^T @ rows (scale (B, 1, n), coef (B, R, n), rows (B, R, 256)), hyper (B, M, 32) -> masks
+        (B, M, 256, 256).
 
         Both transposed convs (2x2, stride 2) map each input pixel to its own 2x2 block, and LayerNorm2d,
         GELU and the hypernetwork product work per pixel, so everything stays token-major (channels
@@ -251,11 +259,8 @@ class _Engine(nn.Module):
         conv1, norm, act1, conv2, act2 = self.mask_decoder.output_upscaling
         cin, c1 = conv1.weight.shape[:2]
         W1 = conv1.weight.permute(0, 2, 3, 1).reshape(cin, 4 * c1)  # columns (a, b, out)
-        g = X.g
-        y = ctx.get(f"{X.tag}:upscale", lambda E: (E * g) @ W1)  # (1, n, 4*c1)
-        if X.c is not None:
-            y = y * X.c.transpose(1, 2)
-        coef, rows = X.stacked()
+        y = ctx.get(f"{tag}:upscale", lambda E: (E * g) @ W1)  # (1, n, 4*c1)
+        y = y * scale.transpose(1, 2)
         y = y + coef.transpose(1, 2) @ (rows @ W1) + self._upscale_addend(ctx, 1, conv1.bias.repeat(4))
         b, n, _ = y.shape
         y = act1(nn.functional.layer_norm(y.reshape(b, n * 4, c1), (c1,), norm.weight, norm.bias, norm.eps))
@@ -313,6 +318,14 @@ class _Engine(nn.Module):
     def forward(self, ctx: _Context, point_coords: torch.Tensor, point_labels: torch.Tensor,
                 mask_input: torch.Tensor | None = None,
                 has_mask_input: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        iou, hyper, X = self.transformer_pass(ctx, point_coords, point_labels, mask_input, has_mask_input)
+        return self._masks(ctx, X, hyper), iou
+
+    def transformer_pass(self, ctx: _Context, point_coords: torch.Tensor, point_labels: torch.Tensor,
+               mask_input: torch.Tensor | None = None, has_mask_input: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, _ImageTokens]:
+        """The two-way transformer and both heads' inputs: iou (B, 4), hyper (B, 4, 32) and the final image
+        tokens X, everything the masks need and nothing of their upscaling."""
         md = self.mask_decoder
         sparse = embed_prompt_rows(self.pe_layer, self.point_embeddings, self.not_a_point, self.image_size,
                                    point_coords, point_labels)
@@ -342,7 +355,7 @@ class _Engine(nn.Module):
         iou = md.iou_prediction_head(queries[:, iou_index, :])
         mask_tokens = queries[:, iou_index + 1:iou_index + 1 + md.num_mask_tokens, :]
         hyper = torch.stack([mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1)
-        return self._masks(ctx, X, hyper), iou
+        return iou, hyper, X
 
 
 def _record_context(engine: _Engine) -> list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]:
@@ -402,3 +415,60 @@ class PromptGraph(nn.Module):
         lead = 4 if self.engine.with_mask else 2
         context = _Context(tensors=dict(zip(self.keys, inputs[lead:])))
         return self.engine(context, *inputs[:lead])
+
+
+def _record_mask_keys(engine: _Engine) -> tuple[str, torch.Tensor, set[str]]:
+    """The final image tokens' tag and gain, and the context keys the upscaling alone reads."""
+    high_res = tuple(torch.zeros(*s) for s in SAM2_HIGH_RES_SHAPES) if engine.high_res else ()
+    inputs = (torch.zeros(1, engine.tokens, engine.dim), *high_res)
+    with torch.no_grad():
+        iou, hyper, X = engine.transformer_pass(_Context(inputs=inputs), torch.zeros(1, 2, 2), torch.tensor([[1.0, -1.0]]))
+        masks_ctx = _Context(inputs=inputs)
+        engine._masks(masks_ctx, X, hyper)
+    return X.tag, X.g, set(masks_ctx.recorded)
+
+
+class _StagedGraph(nn.Module):
+    def __init__(self, sam: Sam, keys: set[str]) -> None:
+        super().__init__()
+        self.engine = _Engine(sam, with_mask=False)
+        all_keys = [key for key, _ in _context_keys(sam)]
+        self.keys = [k for k in all_keys if k in keys]
+        names = dict(zip(all_keys, context_names(len(all_keys))))
+        self.context_names = tuple(names[k] for k in self.keys)
+
+
+class ScoresGraph(_StagedGraph):
+    """The prompt graph's first stage: point rows (B, N, 2), (B, N) + context tensors -> iou_predictions (B, 4)
+    and the mask state (contract.MASK_STATE): hyper_in (B, 4, 32), scale (B, 1, n), coef (B, R, n), rows
+    (B, R, 256). Everything but the output upscaling, which is about half of a prompt's work: segment
+    everything runs MasksGraph only for prompts with a candidate that passes pred_iou_thresh."""
+
+    def __init__(self, sam: Sam) -> None:
+        engine = _Engine(sam, with_mask=False)
+        _, _, mask_keys = _record_mask_keys(engine)
+        super().__init__(sam, {key for key, _ in _record_context(engine)} - mask_keys)
+
+    def forward(self, point_coords: torch.Tensor, point_labels: torch.Tensor,
+                *context: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        iou, hyper, X = self.engine.transformer_pass(_Context(tensors=dict(zip(self.keys, context))), point_coords,
+                                           point_labels)
+        coef, rows = X.stacked()
+        scale = X.c if X.c is not None else torch.ones_like(coef[:, :1, :])
+        return iou, hyper, scale, coef, rows
+
+
+class MasksGraph(_StagedGraph):
+    """The second stage: the mask state of B prompts (ScoresGraph's outputs) + context tensors ->
+    low_res_masks (B, 4, 256, 256), equal to PromptGraph's."""
+
+    def __init__(self, sam: Sam) -> None:
+        tag, g, keys = _record_mask_keys(_Engine(sam, with_mask=False))
+        super().__init__(sam, keys)
+        self.tag = tag
+        self.register_buffer("gain", g.detach().clone())
+
+    def forward(self, hyper: torch.Tensor, scale: torch.Tensor, coef: torch.Tensor, rows: torch.Tensor,
+                *context: torch.Tensor) -> torch.Tensor:
+        ctx = _Context(tensors=dict(zip(self.keys, context)))
+        return self.engine.upscaled_masks(ctx, self.tag, self.gain, scale, coef, rows, hyper)

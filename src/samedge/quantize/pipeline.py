@@ -17,7 +17,7 @@ from pathlib import Path
 from ..artifacts import artifact_bytes, artifact_sha256, check_output_dir, staged_directory
 from ..bundle import load_bundle
 from ..errors import InputError, ParityError
-from ..manifest import ConvertedGraphs, GraphInfo, Manifest, SplitDecoder
+from ..manifest import ConvertedGraphs, GraphInfo, Manifest
 from ..runtimes import backend_for_format
 from .calibration import CalibrationSet, decoder_inputs, encoder_inputs
 from .fidelity import PredictorSide, QuantThresholds, TorchSide, measure
@@ -155,9 +155,8 @@ def _quantize_openvino(method, source, work: Path, feeds: _Feeds, bar) -> tuple[
         graphs.append(info)
         bar.update(1)
     import openvino
-    ov_split = None if split is None else SplitDecoder(
-        openvino_convert.convert_graph(source.path, work, split.context),
-        tuple(openvino_convert.convert_graph(source.path, work, g) for g in split.prompts))
+    ov_split = None if split is None else split.with_graphs(
+        lambda g: openvino_convert.convert_graph(source.path, work, g))
     conv = ConvertedGraphs(graphs[0], tuple(graphs[1:]), {"tool": f"openvino {openvino.__version__}",
                                                           "source": "onnx"}, ov_split)
     return replace(m, converted={"openvino": conv}, split=split), ops
