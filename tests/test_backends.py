@@ -55,9 +55,12 @@ def test_default_precision_is_measured_and_named(multi_bundle):
     from samedge.runtimes.openvino import default_cpu_precision
     report = measure_fidelity(multi_bundle, "openvino", "cpu", "default", parity_images=1)
     assert report["precision"] == default_cpu_precision()  # bf16 on AMX / AVX512-bf16 CPUs, f32 elsewhere
-    # every full decoder and every split prompt graph answered prompts (the mask variants with a prior)
+    # every full decoder and every split prompt graph answered prompts (the mask variants with a prior), and
+    # the scores + masks pair batched point prompts
     conv = load_bundle(multi_bundle, warn_random=False).manifest.converted["openvino"]
-    assert {p["decoder"] for p in report["prompts"]} == {g.file for g in (*conv.decoders, *conv.split.prompts)}
+    staged = f"{conv.split.scores.file}+{conv.split.masks.file}"
+    graphs = {g.file for g in (*conv.decoders, *conv.split.prompts)}
+    assert {p["decoder"] for p in report["prompts"]} == graphs | {staged}
     if report["precision"] == "f32":  # then "default" is exactly samedge's f32 and must pass export parity
         assert report["passed"] and report["summary"]["min_mask_iou"] >= 0.99
     else:  # bf16 moves logits near the threshold (MobileSAM: mean 0.951), a broken conversion lands far below
