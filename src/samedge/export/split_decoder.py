@@ -91,6 +91,12 @@ class _ImageTokens:
     blocks: list[_Block] = field(default_factory=list)
     c: torch.Tensor | None = None
 
+    def split_form(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """X as scale (B, 1, n), coef (B, R, n), rows (B, R, 256): what the upscaling reads (contract.MASK_STATE)."""
+        coef, rows = self.stacked()
+        scale = self.c if self.c is not None else torch.ones_like(coef[:, :1, :])
+        return scale, coef, rows
+
     def stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All blocks at once: coefficients (B, R, n) and rows (B, R, 256)."""
         coefs = [blk.coef for blk in self.blocks]
@@ -242,9 +248,7 @@ class _Engine(nn.Module):
         return _ImageTokens(X.tag, X.g, blocks, X.c)
 
     def _masks(self, ctx: _Context, X: _ImageTokens, hyper: torch.Tensor) -> torch.Tensor:
-        coef, rows = X.stacked()
-        scale = X.c if X.c is not None else torch.ones_like(coef[:, :1, :])
-        return self.upscaled_masks(ctx, X.tag, X.g, scale, coef, rows, hyper)
+        return self.upscaled_masks(ctx, X.tag, X.g, *X.split_form(), hyper)
 
     def upscaled_masks(self, ctx: _Context, tag: str, g: torch.Tensor, scale: torch.Tensor, coef: torch.Tensor,
                        rows: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
@@ -322,8 +326,8 @@ class _Engine(nn.Module):
         return self._masks(ctx, X, hyper), iou
 
     def transformer_pass(self, ctx: _Context, point_coords: torch.Tensor, point_labels: torch.Tensor,
-               mask_input: torch.Tensor | None = None, has_mask_input: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor, _ImageTokens]:
+                         mask_input: torch.Tensor | None = None, has_mask_input: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, _ImageTokens]:
         """The two-way transformer and both heads' inputs: iou (B, 4), hyper (B, 4, 32) and the final image
         tokens X, everything the masks need and nothing of their upscaling."""
         md = self.mask_decoder
@@ -422,7 +426,8 @@ def _record_mask_keys(engine: _Engine) -> tuple[str, torch.Tensor, set[str]]:
     high_res = tuple(torch.zeros(*s) for s in SAM2_HIGH_RES_SHAPES) if engine.high_res else ()
     inputs = (torch.zeros(1, engine.tokens, engine.dim), *high_res)
     with torch.no_grad():
-        iou, hyper, X = engine.transformer_pass(_Context(inputs=inputs), torch.zeros(1, 2, 2), torch.tensor([[1.0, -1.0]]))
+        iou, hyper, X = engine.transformer_pass(_Context(inputs=inputs), torch.zeros(1, 2, 2),
+                                                torch.tensor([[1.0, -1.0]]))
         masks_ctx = _Context(inputs=inputs)
         engine._masks(masks_ctx, X, hyper)
     return X.tag, X.g, set(masks_ctx.recorded)
@@ -451,11 +456,9 @@ class ScoresGraph(_StagedGraph):
 
     def forward(self, point_coords: torch.Tensor, point_labels: torch.Tensor,
                 *context: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        iou, hyper, X = self.engine.transformer_pass(_Context(tensors=dict(zip(self.keys, context))), point_coords,
-                                           point_labels)
-        coef, rows = X.stacked()
-        scale = X.c if X.c is not None else torch.ones_like(coef[:, :1, :])
-        return iou, hyper, scale, coef, rows
+        ctx = _Context(tensors=dict(zip(self.keys, context)))
+        iou, hyper, X = self.engine.transformer_pass(ctx, point_coords, point_labels)
+        return (iou, hyper, *X.split_form())
 
 
 class MasksGraph(_StagedGraph):
