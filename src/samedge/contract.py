@@ -17,7 +17,8 @@ PROMPT_OUTPUTS = DECODER_OUTPUTS
 # The prompt graph in two stages (segment everything decides on the scores before paying for any mask):
 # scores graph: PROMPT_INPUTS + context -> iou_predictions + the mask state; masks graph: the mask state + the
 # context tensors it reads -> low_res_masks. The state is the final image tokens in split form
-# (scale (B, 1, n), coef (B, R, n), rows (B, R, 256)) and the hypernetwork vectors (B, 4, 32).
+# (X = scale * (E * g + coef^T @ rows); scale (B, 1, n), coef (B, R, n), rows (B, R, 256)) and the
+# hypernetwork vectors (B, 4, 32). Both graphs come from one export, so a bundle's pair always agrees.
 MASK_STATE = ("mask_hyper_in", "mask_token_scale", "mask_token_coef", "mask_token_rows")
 SCORES_OUTPUTS = ("iou_predictions", *MASK_STATE)
 MASKS_OUTPUTS = ("low_res_masks",)

@@ -6,12 +6,12 @@ for every prompt of an image. Afterwards they change only by attention to the T 
 tokens + point rows): each image->token attention adds sum_h S_h (V_h W_o,h), a rank <= 8T update, and each
 LayerNorm rescales every token by its own scalar. So at every stage the image tokens are
 
-    X = c * (E * g) + C @ B          (per token n: c[n] a scalar, C[n] a short coefficient row)
+    X = c * (E * g + C @ B)          (per token n: c[n] a scalar, C[n] a short coefficient row)
 
 with E the image embedding (4096 x 256, per image), g a fixed vector (the product of the LayerNorm gains so
 far), and B a few prompt-dependent or fixed 256-vectors. Every fixed linear map M applied to X (the K/V/Q
-projections, the first transposed conv) splits into c * (E g M), computed once per image by ContextGraph, plus
-C @ (B M), which is prompt-sized. LayerNorm statistics come from the same pieces (means, squared norms, Gram
+projections, the first transposed conv) splits into c * (E g M + C @ (B M)): E g M computed once per image by
+ContextGraph, C @ (B M) prompt-sized. LayerNorm statistics come from the same pieces (means, squared norms, Gram
 matrices). PromptGraph never touches a 4096 x 256 x 128 product: per prompt it costs about a third of the
 full decoder (bench's FLOP count; see tests/test_split_decoder.py).
 
@@ -78,32 +78,97 @@ class _Block:
         b, h, t, d = self.G.shape
         return (self.G @ self.F.unsqueeze(0)).reshape(b, h * t, -1)
 
-    def scaled(self, coef_scale: torch.Tensor, gain: torch.Tensor) -> "_Block":
-        return _Block(self.name, self.coef * coef_scale, self.F * gain, self.G)
+    def with_gain(self, gain: torch.Tensor) -> "_Block":
+        """The block after a LayerNorm: its rows times the gain; its coefficients unchanged (the norm's
+        per-token scale goes into _ImageTokens.c)."""
+        return _Block(self.name, self.coef, self.F * gain, self.G)
 
 
 @dataclass
 class _ImageTokens:
-    """X = c * (E * g) + sum_k blocks[k].coef^T @ blocks[k].rows(); c (B, 1, n), None meaning 1. `tag` names
-    the stage so context keys are unique."""
+    """X = c * (E * g + sum_k blocks[k].coef^T @ blocks[k].rows()); c (B, 1, n), None meaning 1. The per-token
+    scale is factored out so a LayerNorm only updates c and adds two blocks, instead of rescaling every
+    coefficient row (B x R x n floats). `unit` is the coefficient that stands for a constant 1 in X (1 / c):
+    blocks with that coefficient share one row. `tag` names the stage so context keys are unique."""
     tag: str
     g: torch.Tensor
     blocks: list[_Block] = field(default_factory=list)
     c: torch.Tensor | None = None
+    unit: torch.Tensor | None = None
+    _stacked: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
+
+    def plus(self, added: list[_Block]) -> "_ImageTokens":
+        """X + the added blocks (coefficients already divided by c); a fixed block whose coefficient is
+        `unit` adds its rows to the unit block's."""
+        blocks = list(self.blocks)
+        for blk in added:
+            same = [i for i, old in enumerate(blocks) if blk.G is None and old.G is None and old.coef is blk.coef]
+            if same:
+                old = blocks[same[0]]
+                blocks[same[0]] = _Block(old.name, old.coef, old.F + blk.F)
+            else:
+                blocks.append(blk)
+        return _ImageTokens(self.tag, self.g, blocks, self.c, self.unit)
 
     def split_form(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """X as scale (B, 1, n), coef (B, R, n), rows (B, R, 256): what the upscaling reads (contract.MASK_STATE)."""
+        """X as scale (B, 1, n), coef (B, R, n), rows (B, R, 256), X = scale * (E * g + coef^T @ rows): what
+        the upscaling reads (contract.MASK_STATE)."""
         coef, rows = self.stacked()
         scale = self.c if self.c is not None else torch.ones_like(coef[:, :1, :])
         return scale, coef, rows
 
     def stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """All blocks at once: coefficients (B, R, n) and rows (B, R, 256)."""
-        coefs = [blk.coef for blk in self.blocks]
-        rows = [blk.rows() for blk in self.blocks]
-        batch = max(t.shape[0] for t in coefs + rows)
-        return (torch.cat([t.expand(batch, -1, -1) for t in coefs], dim=1),
-                torch.cat([t.expand(batch, -1, -1) for t in rows], dim=1))
+        """All blocks at once: coefficients (B, R, n) and rows (B, R, 256). Built once per stage: every
+        product of the stage reads the same two tensors (each concatenation copies B x R x n floats)."""
+        if self._stacked is None:
+            coefs = [blk.coef for blk in self.blocks]
+            rows = [blk.rows() for blk in self.blocks]
+            batch = _batch_of(coefs + rows)
+            self._stacked = (torch.cat([_to_batch(t, batch) for t in coefs], dim=1),
+                             torch.cat([_to_batch(t, batch) for t in rows], dim=1))
+        return self._stacked
+
+
+def _batch_of(tensors: list[torch.Tensor]):
+    """The prompt batch of a list of tensors, each (B, ...) or (1, ...) (a fixed part shared by every prompt)."""
+    per_prompt = [t.shape[0] for t in tensors if not _is_shared(t)]
+    return per_prompt[0] if per_prompt else 1
+
+
+def _is_shared(t: torch.Tensor) -> bool:
+    # a fixed part has a static leading 1; a per-prompt tensor's leading dim is the (symbolic, when exported)
+    # batch. Expanding only the former keeps the graph from copying per-prompt tensors to their own shape.
+    return isinstance(t.shape[0], int) and t.shape[0] == 1
+
+
+def _to_batch(t: torch.Tensor, batch) -> torch.Tensor:
+    return t.expand(batch, *t.shape[1:]) if _is_shared(t) else t
+
+
+def _flat_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, T, k) -> (B, H*T, k): one matmul per prompt instead of one per prompt and head (which would
+    pack the same right-hand side H times)."""
+    b, h, t, k = x.shape
+    return x.reshape(b, h * t, k)
+
+
+def _softmax_middle(x: torch.Tensor, dim: int, divisor: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax over a middle axis, written out, divided by `divisor` (broadcast; None: 1) in the same step.
+    ONNX Softmax on a non-last axis makes ORT transpose the tensor there and back (2.6x slower at
+    (64, 8, 7, 4096) on a 2-core AVX-512 EPYC); reductions along the axis do not. Same arithmetic: exp(x - max) / sum."""
+    e = (x - x.amax(dim=dim, keepdim=True)).exp()
+    total = e.sum(dim=dim, keepdim=True)
+    return e / (total if divisor is None else total * divisor)
+
+
+def _sum_of_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sum_r a[:, r, :] * b[:, r, :] for (B|1, r, n) tensors -> (B|1, 1, n); the sum as a product with ones
+    (a reduction over a middle axis is slow)."""
+    prod = a * b
+    r = prod.shape[1]
+    if isinstance(r, int) and r == 1:
+        return prod
+    return torch.ones_like(prod[:, :, :1]).transpose(1, 2) @ prod
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -163,16 +228,21 @@ class _Engine(nn.Module):
                      key: str) -> torch.Tensor:
         """((X + pe) @ W^T + b) per head, dotted with vecs (B, H, T, d) -> (B, H, T, n)."""
         W, heads, g = proj.weight, vecs.shape[1], X.g
-        ew = ctx.get(f"{X.tag}:{key}", lambda E: _per_head((E * g) @ W.T, heads, token_last=True))  # (1, H, d, n)
-        out = vecs @ ew
-        if X.c is not None:
-            out = out * X.c.unsqueeze(1)
-        out = out + vecs @ self._pe_proj(name)
+        pe = self._pe_proj(name)
+        if X.c is None:  # unscaled tokens: the positional term joins the per-image product (one matmul less)
+            ew = ctx.get(f"{X.tag}:{key}+pe", lambda E: _per_head((E * g) @ W.T, heads, token_last=True) + pe)
+        else:
+            ew = ctx.get(f"{X.tag}:{key}", lambda E: _per_head((E * g) @ W.T, heads, token_last=True))
+        out = vecs @ ew  # (B, H, T, n)
         coef, rows = X.stacked()
         m = rows @ W.T  # (B, R, H*d)
         b, r, _ = m.shape
         m = m.reshape(b, r, heads, -1).permute(0, 2, 3, 1)  # (B, H, d, R)
-        return out + (vecs @ m) @ coef.unsqueeze(1)
+        low_rank = _flat_heads(vecs @ m) @ _to_batch(coef, vecs.shape[0])  # (B, H*T, n)
+        out = out + low_rank.reshape(out.shape)
+        if X.c is None:
+            return out
+        return out * X.c.unsqueeze(1) + vecs @ pe
 
     def _weighted_sum(self, ctx: _Context, X: _ImageTokens, proj: nn.Linear, S: torch.Tensor,
                       key: str) -> torch.Tensor:
@@ -185,7 +255,9 @@ class _Engine(nn.Module):
         m = rows @ W.T
         b, r, _ = m.shape
         m = m.reshape(b, r, heads, -1).transpose(1, 2)  # (B, H, R, d)
-        out = out + (S @ coef.transpose(1, 2).unsqueeze(1)) @ m
+        sb, h, t, n = S.shape
+        weights_low = _flat_heads(weights) @ _to_batch(coef, sb).transpose(1, 2)  # (B, H*T, R)
+        out = out + weights_low.reshape(sb, h, t, -1) @ m
         return out + proj.bias.reshape(heads, -1)[None, :, None, :]
 
     def _e_dot(self, ctx: _Context, X: _ImageTokens, blk: _Block) -> torch.Tensor:
@@ -200,34 +272,40 @@ class _Engine(nn.Module):
         return (blk.G @ ew).reshape(b, h * t, -1)
 
     def _layer_norm(self, ctx: _Context, X: _ImageTokens, norm: nn.LayerNorm, tag: str) -> _ImageTokens:
-        """LayerNorm of every image token, from means, squared norms and Gram matrices of X's pieces."""
+        """LayerNorm of every image token, from means, squared norms and Gram matrices of X's pieces.
+        With X = c * Y, Y = E g + U (U = coef^T @ rows): LN(X) = c' * (Y gamma - mean(Y) gamma + beta / c'),
+        c' = c * inv, so the blocks keep their coefficients and gain two (centre and beta)."""
         g, dim = X.g, self.dim
         mean_p = ctx.get(f"{X.tag}:mean", lambda E: (E * g).mean(-1).unsqueeze(1))  # (1, 1, n)
         sq_p = ctx.get(f"{X.tag}:sq", lambda E: ((E * g) ** 2).sum(-1).unsqueeze(1))
         coef, rows = X.stacked()  # (B, R, n), (B, R, 256)
-        mean = rows.mean(-1).unsqueeze(1) @ coef
-        cross = torch.cat([self._e_dot(ctx, X, blk).expand(coef.shape[0], -1, -1) for blk in X.blocks], dim=1)
-        if X.c is not None:
-            cross = cross * X.c
-        # |c E g + coef^T rows|^2 = c^2 |E g|^2 + sum_r coef_r (2 (E g . rows_r) c + (Gram coef)_r);
-        # the sum over r as a product with ones (a reduction over a middle axis is slow)
-        terms = (2 * cross + (rows @ rows.transpose(1, 2)) @ coef) * coef
-        mixed = torch.ones_like(terms[:, :, :1]).transpose(1, 2) @ terms
+        mean_y = mean_p + rows.mean(-1).unsqueeze(1) @ coef  # (B, 1, n)
+        # |E g + U|^2 = |E g|^2 + 2 sum_r coef_r (E g . rows_r) + coef^T Gram coef; the middle term block
+        # by block, so the (E g . rows) products are never concatenated
+        cross = None
+        for blk in X.blocks:
+            term = _sum_of_products(blk.coef, self._e_dot(ctx, X, blk))
+            cross = term if cross is None else cross + term
+        quad = _sum_of_products((rows @ rows.transpose(1, 2)) @ coef, coef)
+        sq_y = sq_p + 2 * cross + quad
         if X.c is None:
-            mean, sq = mean + mean_p, sq_p + mixed
+            mean, sq = mean_y, sq_y
         else:
-            mean, sq = mean + mean_p * X.c, sq_p * X.c * X.c + mixed
+            mean, sq = mean_y * X.c, sq_y * X.c * X.c
         inv = torch.rsqrt(sq / dim - mean * mean + norm.eps)  # (B, 1, n)
+        c = inv if X.c is None else X.c * inv
+        unit = 1 / c
         gamma, beta = norm.weight, norm.bias
-        blocks = [blk.scaled(inv, gamma) for blk in X.blocks]
-        blocks.append(_Block(f"{tag}.center", -mean * inv, gamma.reshape(1, -1)))
-        blocks.append(_Block(f"{tag}.beta", torch.ones_like(inv), beta.reshape(1, -1)))
-        return _ImageTokens(tag, g * gamma, blocks, inv if X.c is None else X.c * inv)
+        blocks = [blk.with_gain(gamma) for blk in X.blocks]
+        blocks.append(_Block(f"{tag}.center", -mean_y, gamma.reshape(1, -1)))
+        blocks.append(_Block(f"{tag}.beta", unit, beta.reshape(1, -1)))
+        return _ImageTokens(tag, g * gamma, blocks, c, unit)
 
     def _token_to_image(self, ctx, attn, queries_with_pe: torch.Tensor, X: _ImageTokens, name: str):
         qp = _heads(attn.q_proj(queries_with_pe), attn.num_heads)
         d = qp.shape[-1]
-        logits = self._project_dot(ctx, X, attn.k_proj, qp, name, f"{name}.k") / (d ** 0.5)
+        # 1/sqrt(d) on the few query vectors, not on the (B, H, T, n) logits
+        logits = self._project_dot(ctx, X, attn.k_proj, qp / (d ** 0.5), name, f"{name}.k")
         out = self._weighted_sum(ctx, X, attn.v_proj, logits.softmax(dim=-1), f"{name}.v")
         b, h, t, _ = out.shape
         return attn.out_proj(out.transpose(1, 2).reshape(b, t, h * d))
@@ -237,23 +315,22 @@ class _Engine(nn.Module):
         kt = _heads(attn.k_proj(keys_with_pe), attn.num_heads)
         vt = _heads(attn.v_proj(values), attn.num_heads)
         heads, d = kt.shape[1], kt.shape[-1]
-        logits = self._project_dot(ctx, X, attn.q_proj, kt, name, f"{name}.q") / (d ** 0.5)
-        S = logits.softmax(dim=2)  # over the prompt tokens: (B, H, T, n)
+        logits = self._project_dot(ctx, X, attn.q_proj, kt / (d ** 0.5), name, f"{name}.q")
+        # softmax over the prompt tokens, divided by c as every coefficient of X is: (B, H, T, n)
+        S = _softmax_middle(logits, 2, None if X.c is None else X.c.unsqueeze(1))
         b, _, t, n = S.shape
         wo = attn.out_proj.weight  # (256, H*d)
         F = wo.T.reshape(heads, d, wo.shape[0])
-        ones = torch.ones_like(S[:, 0, :1, :])  # (B, 1, n)
-        blocks = X.blocks + [_Block(f"{name}.out", S.reshape(b, heads * t, n), F, vt),
-                             _Block(f"{name}.bias", ones, attn.out_proj.bias.reshape(1, -1))]
-        return _ImageTokens(X.tag, X.g, blocks, X.c)
+        return X.plus([_Block(f"{name}.out", S.reshape(b, heads * t, n), F, vt),
+                       _Block(f"{name}.bias", X.unit, attn.out_proj.bias.reshape(1, -1))])
 
     def _masks(self, ctx: _Context, X: _ImageTokens, hyper: torch.Tensor) -> torch.Tensor:
         return self.upscaled_masks(ctx, X.tag, X.g, *X.split_form(), hyper)
 
     def upscaled_masks(self, ctx: _Context, tag: str, g: torch.Tensor, scale: torch.Tensor, coef: torch.Tensor,
                        rows: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
-        """output_upscaling + the hypernetwork product of the final image tokens X = scale * (E * g) +
-        coef^T @ rows (scale (B, 1, n), coef (B, R, n), rows (B, R, 256)), hyper (B, M, 32) -> masks
+        """output_upscaling + the hypernetwork product of the final image tokens X = scale * (E * g +
+        coef^T @ rows) (scale (B, 1, n), coef (B, R, n), rows (B, R, 256)), hyper (B, M, 32) -> masks
         (B, M, 256, 256).
 
         Both transposed convs (2x2, stride 2) map each input pixel to its own 2x2 block, and LayerNorm2d,
@@ -264,16 +341,21 @@ class _Engine(nn.Module):
         cin, c1 = conv1.weight.shape[:2]
         W1 = conv1.weight.permute(0, 2, 3, 1).reshape(cin, 4 * c1)  # columns (a, b, out)
         y = ctx.get(f"{tag}:upscale", lambda E: (E * g) @ W1)  # (1, n, 4*c1)
-        y = y * scale.transpose(1, 2)
-        y = y + coef.transpose(1, 2) @ (rows @ W1) + self._upscale_addend(ctx, 1, conv1.bias.repeat(4))
+        y = (y + coef.transpose(1, 2) @ (rows @ W1)) * scale.transpose(1, 2)
+        y = y + self._upscale_addend(ctx, 1, conv1.bias.repeat(4))
         b, n, _ = y.shape
         y = act1(nn.functional.layer_norm(y.reshape(b, n * 4, c1), (c1,), norm.weight, norm.bias, norm.eps))
         c2 = conv2.weight.shape[1]
         W2 = conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2)  # columns (a', b', out)
-        z = act2(y @ W2 + self._upscale_addend(ctx, 0, conv2.bias.repeat(4))).reshape(b, n * 16, c2)
-        masks = z @ hyper.transpose(1, 2)  # (B, n*16, M): rows (i, j, a, b, a', b')
+        # the bias as (1, 1, 4*c2): a 1-D bias makes ORT fuse Add + Gelu into BiasGelu, slower than the two
+        # (MobileSAM masks stage at batch 16, 2-core AVX-512 EPYC)
+        addend = self._upscale_addend(ctx, 0, conv2.bias.repeat(4).reshape(1, 1, -1))
+        z = act2(y @ W2 + addend).reshape(b, n * 16, c2)
+        masks = hyper @ z.transpose(1, 2)  # (B, M, n*16): columns (i, j, a, b, a', b'); a transposed matmul
         side, m = int(round(n ** 0.5)), hyper.shape[1]
-        masks = masks.reshape(b, side, side, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        # pixel order per mask, with B and M merged: a 7-D permute is faster than the 8-D one that also
+        # moves the mask axis
+        masks = masks.reshape(b * m, side, side, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4, 6)
         return masks.reshape(b, m, side * 4, side * 4)  # row 4i + 2a + a', column 4j + 2b + b'
 
     def _upscale_addend(self, ctx: _Context, level: int, bias: torch.Tensor) -> torch.Tensor:
@@ -303,11 +385,10 @@ class _Engine(nn.Module):
         return torch.cat([*first, md.iou_token.weight, md.mask_tokens.weight], dim=0), len(first)
 
     def _initial_blocks(self, mask_input: torch.Tensor | None, has_mask_input: torch.Tensor | None,
-                        like: torch.Tensor) -> list[_Block]:
+                        like: torch.Tensor, ones: torch.Tensor) -> list[_Block]:
         """The dense prompt embedding added to every image token: the no-mask embedding, or (with a mask
         prior) mask_downscaling(mask): its last layer is a 1x1 conv from 16 channels, so per token it is
-        m16[n] @ W16 + b16, a rank-16 term with fixed rows W16."""
-        ones = torch.ones(1, 1, self.tokens, dtype=like.dtype)
+        m16[n] @ W16 + b16, a rank-16 term with fixed rows W16. ones: (1, 1, n), X0's unit coefficient."""
         no_mask = self.no_mask_embed.reshape(1, -1)
         if not self.with_mask:
             return [_Block("no_mask", ones, no_mask)]
@@ -336,8 +417,9 @@ class _Engine(nn.Module):
         b = sparse.shape[0]
         output_tokens, iou_index = self._output_tokens()
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
+        ones = torch.ones(1, 1, self.tokens, dtype=sparse.dtype)
         X = _ImageTokens("x0", torch.ones_like(self.no_mask_embed[0]),
-                         self._initial_blocks(mask_input, has_mask_input, sparse))
+                         self._initial_blocks(mask_input, has_mask_input, sparse, ones), unit=ones)
         queries, query_pe = tokens, tokens
         for i, layer in enumerate(md.transformer.layers):
             if layer.skip_first_layer_pe:
@@ -354,10 +436,14 @@ class _Engine(nn.Module):
                                      f"layers.{i}.cross_attn_image_to_token")
             X = self._layer_norm(ctx, X, layer.norm4, f"x{i + 1}")
         t = md.transformer
+        # the last attention is per query token, and only the IoU and mask tokens are read after it: the
+        # other tokens (points; SAM 2.1's object score) are not attended from (2 of 7 tokens for one click)
+        used = slice(iou_index, iou_index + 1 + md.num_mask_tokens)
+        queries, query_pe = queries[:, used], query_pe[:, used]
         queries = t.norm_final_attn(queries + self._token_to_image(ctx, t.final_attn_token_to_image,
                                                                    queries + query_pe, X, "final_attn_token_to_image"))
-        iou = md.iou_prediction_head(queries[:, iou_index, :])
-        mask_tokens = queries[:, iou_index + 1:iou_index + 1 + md.num_mask_tokens, :]
+        iou = md.iou_prediction_head(queries[:, 0, :])
+        mask_tokens = queries[:, 1:1 + md.num_mask_tokens, :]
         hyper = torch.stack([mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(md.output_hypernetworks_mlps)], dim=1)
         return iou, hyper, X
 
