@@ -218,6 +218,17 @@ def test_on_openvino_too(structured_bundle, structured_model, official_sam, tmp_
     ours = gen.generate(image)
     assert gen.predictor.backend == "openvino" and gen.last_stats.after_crop_nms > 2
     assert_same_records(official, ours, image.shape[:2])
+    # OpenVINO lends decode_scores its output buffers: a ScoredPrompts still held when the next batch is
+    # scored keeps its own numbers (copied before the overwrite), and decode_masks reads the right ones
+    p = gen.predictor
+    p.set_image(image)
+    points = build_point_grid(3) * np.array([image.shape[1], image.shape[0]])
+    first = p.decode_scores(points[:4, None, :], np.ones((4, 1)))
+    expected_masks = p.decode_masks(first, np.array([0, 3]))
+    expected_coef = np.array(first._state["mask_token_coef"])  # the borrowed view, before the next run
+    p.decode_scores(points[4:8, None, :], np.ones((4, 1)))
+    np.testing.assert_array_equal(first.state["mask_token_coef"], expected_coef)
+    np.testing.assert_array_equal(p.decode_masks(first, np.array([0, 3])), expected_masks)
 
 
 def test_fast_mode_is_opt_in_and_measured(structured_bundle):

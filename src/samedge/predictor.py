@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +35,36 @@ log = logging.getLogger(__name__)
 MASKS_PER_CALL = 16
 
 
-@dataclass(frozen=True)
 class ScoredPrompts:
     """decode_scores' result: scores (B, C), the mask state of each prompt (contract.MASK_STATE, first axis B),
-    which of the decoder's 4 outputs the C columns are, and the image they were scored on."""
-    scores: np.ndarray
-    state: dict[str, np.ndarray]
-    outputs: slice
-    image: ImageEmbedding
+    which of the decoder's 4 outputs the C columns are, and the image they were scored on.
+
+    The state can be on loan from the scores session's output buffers (OpenVINO: no copy of its ~2 MB a
+    prompt). The predictor copies it into this object before that session runs again, and reading .state
+    copies it first, so a held ScoredPrompts never sees a later batch's numbers."""
+
+    def __init__(self, scores: np.ndarray, state: dict[str, np.ndarray], outputs: slice, image: ImageEmbedding,
+                 borrowed: bool = False) -> None:
+        self.scores = scores
+        self.outputs = outputs
+        self.image = image
+        self._state = state
+        self._borrowed = borrowed
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        self.own()
+        return self._state
+
+    def own(self) -> None:
+        """Copy a borrowed state into arrays of this object's own."""
+        if self._borrowed:
+            self._state = {name: np.array(value) for name, value in self._state.items()}
+            self._borrowed = False
+
+    def rows_of_state(self, take: np.ndarray) -> dict[str, np.ndarray]:
+        """The state of the prompts `take` (K indices): copies, read from the (possibly borrowed) buffers."""
+        return {name: value[take] for name, value in self._state.items()}
 
 
 class NoImageError(SamEdgeError, RuntimeError):
@@ -97,6 +120,7 @@ class SamPredictor:
         self._latest_request: Future | None = None  # the newest set_image_async request
         self._generation = 0  # bumped by every set_image*/reset; a stale async result never overwrites a newer one
         self._applied_generation = 0
+        self._scores_on_loan: weakref.ref | None = None  # the last ScoredPrompts whose state is borrowed
         self._current: ImageEmbedding | None = None
 
     @classmethod
@@ -453,11 +477,16 @@ class SamPredictor:
         split = self.bundle.manifest.split_for(self.format)
         graph = split.scores
         session = self._decoder_session(graph)
-        out = session.run({"point_coords": coords, "point_labels": labels,
-                           **{t.name: current.context[t.name] for t in graph.inputs[len(PROMPT_INPUTS):]}})
+        earlier = self._scores_on_loan() if self._scores_on_loan is not None else None
+        if earlier is not None:  # its state is in the buffers this run overwrites
+            earlier.own()
+        out = session.run_borrowed({"point_coords": coords, "point_labels": labels,
+                                    **{t.name: current.context[t.name] for t in graph.inputs[len(PROMPT_INPUTS):]}})
         pick = slice(1, None) if multimask_output else slice(0, 1)
         state = {name: out[name] for name in MASK_STATE}
-        return ScoredPrompts(out["iou_predictions"][:, pick], state, pick, current)
+        scored = ScoredPrompts(np.array(out["iou_predictions"][:, pick]), state, pick, current, borrowed=True)
+        self._scores_on_loan = weakref.ref(scored)
+        return scored
 
     def decode_masks(self, scored: "ScoredPrompts", rows: np.ndarray) -> np.ndarray:
         """Low-res logits (K, C, 256, 256) of the prompts scored.scores[rows] (rows: K indices into the batch),
@@ -474,12 +503,13 @@ class SamPredictor:
         graph = self.bundle.manifest.split_for(self.format).masks
         session = self._decoder_session(graph)
         context = {t.name: scored.image.context[t.name] for t in graph.inputs[len(MASK_STATE):]}
-        parts = []
+        result = np.empty((rows.size, channels, size, size), np.float32)
         for start in range(0, rows.size, MASKS_PER_CALL):
             take = rows[start:start + MASKS_PER_CALL]
-            out = session.run({**{n: scored.state[n][take] for n in MASK_STATE}, **context})
-            parts.append(out["low_res_masks"][:, scored.outputs])
-        return np.concatenate(parts)
+            # borrowed outputs: each chunk is copied into the result before the next run reuses the buffer
+            out = session.run_borrowed({**scored.rows_of_state(take), **context})
+            result[start:start + take.size] = out["low_res_masks"][:, scored.outputs]
+        return result
 
     def _batch_rows(self, current: ImageEmbedding, point_coords, point_labels, boxes) -> tuple[np.ndarray, np.ndarray]:
         """B prompts -> decoder rows (B, N, 2), (B, N) in the model frame, each checked as predict() checks it."""

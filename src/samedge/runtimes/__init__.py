@@ -70,6 +70,11 @@ class Session(Protocol):
     info: SessionInfo
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs the caller owns."""
+        ...
+
+    def run_borrowed(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs that may be the session's own buffers, valid only until its next run (no copy)."""
         ...
 
 

@@ -78,6 +78,10 @@ class CoreMLSession:
             out = self._model.predict(feeds)
         return {name: np.asarray(out[name], np.float32) for name in self.output_names}
 
+    def run_borrowed(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Session.run_borrowed: run(), whose outputs are already the caller's own arrays."""
+        return self.run(feeds)
+
 
 def open_session(path: Path, device: str, options: SessionOptions) -> CoreMLSession:
     return CoreMLSession(path, device, options)
