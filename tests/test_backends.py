@@ -51,6 +51,23 @@ def test_openvino_matches_onnxruntime(multi_bundle, samples):
     assert ov.sessions["encoder"].info.precision == "f32"
 
 
+def test_openvino_run_owns_its_outputs_and_run_borrowed_lends_them(tmp_path):
+    """run() must hand back copies (the request reuses its buffers); run_borrowed() hands back the buffers."""
+    ov = pytest.importorskip("openvino")
+    from openvino import opset13 as ops
+    x = ops.parameter([-1, 4], ov.Type.f32, name="x")
+    ov.save_model(ov.Model([ops.multiply(x, ops.constant(np.float32(2)))], [x]), str(tmp_path / "double.xml"))
+    session = open_session(tmp_path / "double.xml", "openvino", "cpu")
+    name = session.output_names[0]
+    first = session.run({"x": np.ones((3, 4), np.float32)})[name]
+    session.run({"x": np.full((3, 4), 5, np.float32)})
+    np.testing.assert_array_equal(first, 2.0)
+    lent = session.run_borrowed({"x": np.ones((3, 4), np.float32)})[name]
+    np.testing.assert_array_equal(lent, 2.0)
+    session.run({"x": np.full((3, 4), 5, np.float32)})
+    np.testing.assert_array_equal(lent, 10.0)  # the same buffer, overwritten: why callers must copy in time
+
+
 def test_default_precision_is_measured_and_named(multi_bundle):
     from samedge.runtimes.openvino import default_cpu_precision
     report = measure_fidelity(multi_bundle, "openvino", "cpu", "default", parity_images=1)
