@@ -107,6 +107,44 @@ def test_postprocess_float32_agrees_with_reference(tiny_model, samples):
         assert np.mean((ours > 0) != (ref > 0)) < 1e-4, name
 
 
+@pytest.mark.parametrize("hw", [(480, 640), (1080, 1920), (2000, 300), (7, 9)])
+@pytest.mark.parametrize("square", [False, True])
+def test_banded_axis_maps_hold_every_weight_of_the_dense_map(hw, square):
+    """The upsampling multiplies only inside each band: the bands must cover every output once and every nonzero
+    weight of the dense map, or it would silently drop part of the interpolation."""
+    for axis in (0, 1):
+        geom = processing.ImageGeometry(hw, processing.geometry_for(*hw).input_hw, square=square)
+        dense = processing._axis_map(256, 1024, geom.input_hw[axis], hw[axis], "float64", square)
+        banded = processing._banded_axis_map(256, 1024, geom.input_hw[axis], hw[axis], "float64", square, 32)
+        rebuilt = np.zeros_like(dense)
+        covered = np.zeros(len(dense), int)
+        for b in banded.bands:
+            rebuilt[b.start:b.stop, b.lo:b.hi] += b.weights
+            covered[b.start:b.stop] += 1
+        assert np.all(covered == 1) and banded.out_size == len(dense)
+        np.testing.assert_array_equal(rebuilt, dense)
+        assert banded.lo == np.flatnonzero(dense.any(0))[0] and banded.hi == np.flatnonzero(dense.any(0))[-1] + 1
+        reads = banded.hi - banded.lo
+        for b in banded.bands:  # a band reads its share of the input and a few taps more, not everything
+            assert b.hi - b.lo <= np.ceil((b.stop - b.start) * reads / len(dense)) + 4, (b.start, b.lo, b.hi)
+
+
+@pytest.mark.parametrize("masks", [1, 3, 17])
+def test_postprocess_gives_the_same_numbers_on_one_core_and_split_across_cores(monkeypatch, masks):
+    """The three ways the upsampling is spread (one task; a few masks a task; one mask's output rows split) must
+    give identical numbers: same per-element sums, different threads."""
+    low = np.random.default_rng(2).normal(0, 4, size=(masks, 256, 256)).astype(np.float32)
+    geom = processing.geometry_for(1080, 1920)
+    dense = np.matmul(np.matmul(processing._axis_map(256, 1024, *geom.input_hw[:1], 1080, "float64"), low),
+                      processing._axis_map(256, 1024, geom.input_hw[1], 1920, "float64").T)
+    monkeypatch.setattr(processing, "_workers", lambda: 1)
+    one = processing.postprocess_masks(low, geom)
+    monkeypatch.setattr(processing, "_workers", lambda: 3)
+    spread = processing.postprocess_masks(low, geom)
+    np.testing.assert_array_equal(spread, one)
+    np.testing.assert_allclose(one, dense, atol=2e-5)
+
+
 @pytest.mark.parametrize("size", [(256, 1024), (1024, 375), (768, 1500), (256, 7), (5, 5)])
 def test_bilinear_matrix_is_torch_bilinear(size):
     src, dst = size
