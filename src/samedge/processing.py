@@ -25,11 +25,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from .model_types import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
+
+T, R = TypeVar("T"), TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -221,8 +224,9 @@ def single_threaded_blas():
     return controller.limit(limits=1) if controller is not None else nullcontext()
 
 
-def postprocess_masks(low_res_logits: np.ndarray, geom: ImageGeometry) -> np.ndarray:
-    """(..., 256, 256) low-res logits -> (..., H, W) logits at the original image size.
+def postprocess_masks(low_res_logits: np.ndarray, geom: ImageGeometry, *, spread: bool = True) -> np.ndarray:
+    """(..., 256, 256) low-res logits -> (..., H, W) logits at the original image size. spread=False keeps the
+    work on the calling thread (a task already running on the cores: map_on_cores).
 
     float32 in, float32 out (float64 stays float64, which tests use to check exactness). The two axis maps are
     banded (bilinear twice: every output reads at most a few neighbouring inputs), so each block of outputs is a
@@ -239,7 +243,7 @@ def postprocess_masks(low_res_logits: np.ndarray, geom: ImageGeometry) -> np.nda
     lead = low.shape[:-2]
     flat = low.reshape(-1, low.shape[-2], size)
     out = np.empty((flat.shape[0], rows.out_size, cols.out_size), low.dtype)
-    workers = _workers() if out.size >= 200_000 else 1  # threads cost ~50 us each: small outputs stay on one
+    workers = _workers() if spread and out.size >= 200_000 else 1  # threads cost ~50 us each: small outputs stay on one
     with single_threaded_blas():  # numpy releases the GIL in matmul: the tasks run on all cores, one BLAS thread each
         if workers == 1:
             _upsample(flat, out, rows, cols)
@@ -308,6 +312,16 @@ def _banded_axis_map(low_res: int, model_size: int, crop: int, original: int, dt
         lo, hi = int(reads[0]), int(reads[-1]) + 1
         bands.append(_Band(start, start + len(rows), lo, hi, np.ascontiguousarray(rows[:, lo:hi])))
     return _BandedMap(dense.shape[0], min(b.lo for b in bands), max(b.hi for b in bands), tuple(bands))
+
+
+def map_on_cores(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """[fn(item) for item in items], in order, on one thread per core with numpy's BLAS on one thread each: for
+    numpy work that releases the GIL (matmuls, comparisons, reductions over large arrays)."""
+    if len(items) <= 1 or _workers() == 1:
+        with single_threaded_blas():
+            return [fn(item) for item in items]
+    with single_threaded_blas():
+        return list(_pool().map(fn, items))
 
 
 _POOL: ThreadPoolExecutor | None = None

@@ -135,7 +135,9 @@ class GenerationStats:
     skipped_points: int = 0  # fast mode: grid points inside an accepted mask, never decoded
     # prompts whose masks were decoded (all of them, except where scores came first: predictor.decode_scores)
     mask_decoded_prompts: int = 0
-    # decoder: the whole decoder, or with scores first its scores stage; decoder_masks: the masks stage
+    # decoder: the whole decoder, or with scores first its scores stage; decoder_masks: the masks stage.
+    # upsample / filter / rle run fused, a few candidates per task on every core: their wall time is split over
+    # the three by each one's share of the time inside the tasks
     stages_ms: dict[str, float] = field(default_factory=lambda: {
         "encoder": 0.0, "decoder": 0.0, "decoder_masks": 0.0, "upsample": 0.0, "filter": 0.0, "nms": 0.0, "rle": 0.0,
         "small_regions": 0.0, "encode_output": 0.0})
@@ -153,6 +155,31 @@ class _Clock:
         now = time.perf_counter()
         self.stats.stages_ms[stage] += (now - self.t) * 1e3
         self.t = now
+
+    def split(self, shares: dict[str, float]) -> None:
+        """The time since the last lap, split over stages in proportion to shares (their time inside tasks that
+        ran them together on several threads)."""
+        now = time.perf_counter()
+        total = sum(shares.values())
+        for stage, share in shares.items():
+            self.stats.stages_ms[stage] += (now - self.t) * 1e3 * (share / total if total > 0 else 1 / len(shares))
+        self.t = now
+
+
+_MASKS_PER_TASK = 4  # candidates a task takes from upsampling to RLE: their logits (4 x 1.2 MB at 640x480) stay in cache
+
+
+@dataclass
+class _FullResolution:
+    """What the full-resolution filters kept of a few candidates: indices into the batch, their stability, boxes
+    and RLEs; the union of their masks (fast mode's coverage); time per stage inside the task (ms)."""
+    keep: np.ndarray
+    stable: int  # how many passed the stability filter (before the crop-edge filter)
+    stability: np.ndarray
+    boxes: np.ndarray
+    rles: list
+    union: np.ndarray | None
+    ms: dict[str, float]
 
 
 @dataclass
@@ -369,9 +396,7 @@ class SamAutomaticMaskGenerator:
                 orig_size: tuple[int, int], stats: GenerationStats, coverage: np.ndarray | None,
                 clock: _Clock) -> _Candidates:
         """Candidates (C, 256, 256) logits, (C,) scores, (C, 2) points -> the official filters in order."""
-        cfg, predictor = self.config, self.predictor
-        threshold = predictor.bundle.manifest.mask_threshold
-        geometry = predictor.geometry
+        cfg, geometry = self.config, self.predictor.geometry
         logits = None
         if self.upscale_first:  # the official order: every candidate at full size before any filter
             logits = processing.postprocess_masks(low_res, geometry)
@@ -380,30 +405,60 @@ class SamAutomaticMaskGenerator:
         stats.after_pred_iou += len(keep)
         low_res, iou_preds, pts = low_res[keep], iou_preds[keep], pts[keep]
         clock.lap("filter")
-        if logits is None:
-            logits = processing.postprocess_masks(low_res, geometry)
-            clock.lap("upsample")
+        if logits is not None:  # the straightforward way, kept as a baseline: one pass after another on one core
+            done = [self._full_resolution(logits[keep], 0, crop_box, orig_size, coverage is not None, upsampled=True)]
         else:
-            logits = logits[keep]
+            # Each task takes a few candidates from upsampling to RLE while their logits are in cache, on every
+            # core (numpy releases the GIL in each step). The wall time is split over the stages by their share
+            # of the time inside the tasks.
+            starts = range(0, len(pts), _MASKS_PER_TASK)
+            done = processing.map_on_cores(
+                lambda i: self._full_resolution(low_res[i:i + _MASKS_PER_TASK], i, crop_box, orig_size,
+                                                coverage is not None), starts)
+        clock.split({stage: sum(d.ms[stage] for d in done) for stage in ("upsample", "filter", "rle")})
+        keep = np.concatenate([d.keep for d in done]) if done else np.zeros(0, np.int64)
+        stats.after_stability += sum(d.stable for d in done)
+        stats.after_crop_edge += len(keep)
+        if coverage is not None:
+            for d in done:
+                if d.union is not None:
+                    coverage |= d.union
+        boxes = np.concatenate([d.boxes for d in done]) if done else np.zeros((0, 4), np.int64)
+        stability = np.concatenate([d.stability for d in done]) if done else np.zeros(0, np.float32)
+        return _Candidates([r for d in done for r in d.rles], boxes, iou_preds[keep].astype(np.float32), pts[keep],
+                           stability.astype(np.float32), np.zeros((len(keep), 4), np.int64))
+
+    def _full_resolution(self, low_res: np.ndarray, first: int, crop_box: list[int], orig_size: tuple[int, int],
+                         want_union: bool, upsampled: bool = False) -> "_FullResolution":
+        """Candidates first..first+K: (K, 256, 256) low-res logits (or (K, H, W) logits already upsampled) ->
+        stability filter, masks, boxes, crop-edge filter, RLE, on the calling thread."""
+        cfg, predictor = self.config, self.predictor
+        threshold = predictor.bundle.manifest.mask_threshold
+        ms, t = {"upsample": 0.0, "filter": 0.0, "rle": 0.0}, time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal t
+            now = time.perf_counter()
+            ms[stage] += (now - t) * 1e3
+            t = now
+        logits = low_res if upsampled else processing.postprocess_masks(low_res, predictor.geometry, spread=False)
+        lap("upsample")
         stability = stability_score(logits, threshold, cfg.stability_score_offset)
+        keep = np.arange(len(logits))
         if cfg.stability_score_thresh > 0:
             keep = np.flatnonzero(stability >= cfg.stability_score_thresh)
-            logits, iou_preds, pts, stability = logits[keep], iou_preds[keep], pts[keep], stability[keep]
-        stats.after_stability += len(pts)
-        masks = logits > threshold
+        stable = len(keep)
+        masks = logits[keep] > threshold
         del logits
         boxes = masks_to_boxes(masks)
         orig_h, orig_w = orig_size
-        keep = np.flatnonzero(~is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_w, orig_h]))
-        masks, boxes, iou_preds, pts, stability = masks[keep], boxes[keep], iou_preds[keep], pts[keep], stability[keep]
-        stats.after_crop_edge += len(pts)
-        if coverage is not None and len(masks):
-            coverage |= masks.any(axis=0)
-        clock.lap("filter")
+        inside = np.flatnonzero(~is_box_near_crop_edge(boxes, crop_box, [0, 0, orig_w, orig_h]))
+        keep, masks, boxes = keep[inside], masks[inside], boxes[inside]
+        union = masks.any(axis=0) if want_union and len(masks) else None
+        lap("filter")
         rles = masks_to_rle(_uncrop_masks(masks, crop_box, orig_h, orig_w))
-        clock.lap("rle")
-        return _Candidates(rles, boxes, iou_preds.astype(np.float32), pts, stability.astype(np.float32),
-                           np.zeros((len(rles), 4), np.int64))
+        lap("rle")
+        return _FullResolution(keep + first, stable, stability[keep], boxes, rles, union, ms)
 
     def _refine_with_m2m(self, pts: np.ndarray, low_res: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """SAM 2's mask-to-mask refinement: each candidate decoded again, single-mask, with its own low-res logits
