@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from onnx import TensorProto, helper
 from samedge.bench.flops import graph_flops
 from samedge.bench.gate import compare
 from samedge.bench.machine import peak_gflops
-from samedge.bench.stats import TimingPlan, summarize, time_calls
+from samedge.bench.stats import TimingPlan, summarize, time_calls, time_interleaved
 from samedge.errors import InputError
 
 SCHEMA = Path(__file__).parents[1] / "src" / "samedge" / "bench" / "schema" / "bench-v1.schema.json"
@@ -40,6 +41,17 @@ def test_time_calls_follows_the_plan():
     assert 1 <= len(samples) <= 50
     with pytest.raises(InputError, match="bad timing plan"):
         TimingPlan(min_runs=5, max_runs=2)
+
+
+def test_time_interleaved_takes_the_calls_in_rounds():
+    order = []
+    a, b = time_interleaved([lambda: order.append("a"), lambda: (order.append("b"), time.sleep(0.002))],
+                            TimingPlan(warmup=1, min_runs=3, max_runs=3, min_seconds=0))
+    # warm-up of each, then rounds a, b, a, b, ...: the i-th samples of both lists come from the same round
+    assert order == ["a", "b"] + ["a", "b"] * 3
+    assert len(a) == len(b) == 3 and min(b) >= 2.0 > max(a)
+    with pytest.raises(InputError, match="at least one"):
+        time_interleaved([], TimingPlan())
 
 
 def test_flops_of_matmul_gemm_and_conv(tmp_path):
@@ -127,7 +139,9 @@ def test_bench_cli_json_schema_table_plots_and_gate(tiny_bundle, tmp_path, capsy
     assert ours["split_decoder"] and ours["decoder_graphs_used"] == {
         "1pt": "prompt_p1.onnx", "2pt": "prompt_p2.onnx", "5pt": "prompt.onnx", "box": "prompt_p1.onnx",
         "mask": "prompt_mask_p1.onnx"}
-    assert set(ours["predict_overhead_ms"]) == {"1pt", "2pt", "5pt", "box", "mask"}
+    assert set(ours["predict_overhead_ms"]) == set(ours["predict_overhead_spread_ms"]) == {"1pt", "2pt", "5pt", "box", "mask"}
+    for kind, (low, high) in ours["predict_overhead_spread_ms"].items():
+        assert low <= ours["predict_overhead_ms"][kind] <= high
     assert ours["flops"]["decoder_1pt"] * 3 <= ours["flops"]["decoder_full_1pt"]
     assert ours["roofline"]["encoder"]["gflop"] > 1 and ours["memory_mib"]["peak"] > 0
     assert ours["model_bytes"]["encoder"] == json.loads((tiny_bundle / "manifest.json").read_text())["encoder"]["bytes"]

@@ -30,22 +30,31 @@ def markdown(result: dict) -> str:
              "predict(): prompt in, full-size mask out, on a cached embedding. "
              "mask: 1 point + the previous low-res logits as mask_input.", "",
              "| run | bundle | precision used | predict() 1pt / 2pt / 5pt / box / mask | end to end | prompts/s "
-             "| predict() 1pt vs official export, same backend | end to end vs official | vs PyTorch "
-             "| predict() overhead over graph + postproc, 1pt (ms) |",
+             "| predict() vs official export, same backend, 1pt / 2pt / 5pt / box / mask | end to end vs official "
+             "| predict() 1pt vs PyTorch | predict() - graph - postproc, 1pt / 2pt / 5pt / box / mask (ms) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
         sp = r.get("speedup", {})
         same = sp.get("official_same_backend", {})
-        overhead = (r.get("predict_overhead_ms") or {}).get("1pt")
+        overhead = r.get("predict_overhead_ms") or {}
         cells = [r["id"], r["bundle_precision"], r["precision_used"],
                  " / ".join(_ms(r, f"predict_{k}") for k in kinds), _ms(r, "end_to_end"),
                  f"{r['prompts_per_second']:.1f}" if r.get("prompts_per_second") else "",
-                 _x(same.get("predict_1pt")) + (f" ({same['baseline'].replace('baseline-', '')})" if same else ""),
+                 " / ".join(_x(same.get(f"predict_{k}")) for k in kinds)
+                 + (f" ({same['baseline'].replace('baseline-', '')})" if same else "") if same else "",
                  _x(same.get("end_to_end")), _x(sp.get("baseline-pytorch", {}).get("predict_1pt")),
-                 f"{overhead:+.1f}" if overhead is not None else ""]
+                 " / ".join(f"{overhead[k]:+.1f}" if k in overhead else "" for k in kinds) if overhead else ""]
         lines.append("| " + " | ".join(cells) + " |")
     for u in result["unavailable"]:
         lines.append(f"| {u['id']} | unavailable: {u['reason']} |" + " |" * 8)
+    spread_runs = [r for r in result["runs"] if r.get("predict_overhead_spread_ms")]
+    if spread_runs:  # the overhead next to its noise: a fixed cost shows as a median outside [p10, p90] of 0
+        lines += ["", "predict() - graph - postprocess, timed in interleaved rounds: median [p10, p90] of the "
+                  "per-round differences, ms:", ""]
+        for r in spread_runs:
+            med, spread = r["predict_overhead_ms"], r["predict_overhead_spread_ms"]
+            lines.append(f"- {r['id']}: " + ", ".join(
+                f"{k} {med[k]:+.1f} [{spread[k][0]:+.1f}, {spread[k][1]:+.1f}]" for k in kinds if k in spread))
     lines += ["", "Breakdown (graphs alone; decoder = the graph predict() runs for that prompt, named in the JSON's "
               "decoder_graphs_used: the split decoder's prompt graphs where the bundle has them; context = the split "
               "decoder's per-image graph, run in set_image):", "",

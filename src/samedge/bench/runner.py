@@ -22,7 +22,7 @@ from ..bundle import fidelity_path, load_bundle
 from ..errors import InputError, SamEdgeError
 from .machine import machine_info
 from .memory import PeakMemory
-from .stats import TimingPlan, summarize, time_calls
+from .stats import TimingPlan, summarize, time_calls, time_interleaved
 
 log = logging.getLogger(__name__)
 SCHEMA = "samedge-bench"
@@ -188,23 +188,27 @@ def bench_samedge(target: BenchTarget, cfg: BenchConfig, image: np.ndarray, peak
             stages["context"] = _stats(time_calls(lambda: context.run(cfeed), cfg.plan))
         _, _, best = predictor.predict(**prompt_kwargs("1pt", hw))
         previous = best[:1]
+        low_res = predictor.predict(**prompt_kwargs("1pt", hw))[2]
+        post = {True: lambda: processing.postprocess_masks(low_res, geom) > m.mask_threshold,  # 3 masks
+                False: lambda: processing.postprocess_masks(low_res[:1], geom) > m.mask_threshold}
+        overhead, overhead_spread = {}, {}
         for kind in cfg.prompts:
             kwargs = prompt_kwargs(kind, hw, previous)
             session, dfeed = predictor.prepared_decode(**kwargs)
-            stages[f"decoder_{kind}"] = _stats(time_calls(lambda: session.run(dfeed), cfg.plan))
-            stages[f"predict_{kind}"] = _stats(time_calls(lambda: predictor.predict(**kwargs), cfg.plan))
+            # graph, predict() and its postprocessing in rounds: predict() - graph - postprocess is paired per
+            # round, so the machine's drift between stages (several ms on a shared VM) does not enter it
+            graph_ms, predict_ms, post_ms = time_interleaved(
+                [lambda: session.run(dfeed), lambda: predictor.predict(**kwargs), post[kwargs["multimask_output"]]],
+                cfg.plan)
+            stages[f"decoder_{kind}"] = _stats(graph_ms)
+            stages[f"predict_{kind}"] = _stats(predict_ms)
+            paired = np.asarray(predict_ms) - np.asarray(graph_ms) - np.asarray(post_ms)
+            overhead[kind] = float(np.median(paired))
+            overhead_spread[kind] = [float(v) for v in np.percentile(paired, [10, 90])]
             graphs[kind] = predictor.decoder_graph(dfeed["point_coords"].shape[1] - 1,
                                                    mask_input="mask_input" in kwargs).file
-        low_res = predictor.predict(**prompt_kwargs("1pt", hw))[2]
-        stages["postprocess"] = _stats(time_calls(  # the 3 masks of a multimask prompt
-            lambda: processing.postprocess_masks(low_res, geom) > m.mask_threshold, cfg.plan))
-        stages["postprocess_single"] = _stats(time_calls(
-            lambda: processing.postprocess_masks(low_res[:1], geom) > m.mask_threshold, cfg.plan))
-        overhead = {}
-        for kind in cfg.prompts:
-            post = "postprocess" if prompt_kwargs(kind, hw, previous)["multimask_output"] else "postprocess_single"
-            overhead[kind] = (stages[f"predict_{kind}"]["p50"] - stages[f"decoder_{kind}"]["p50"]
-                              - stages[post]["p50"])
+        stages["postprocess"] = _stats(time_calls(post[True], cfg.plan))
+        stages["postprocess_single"] = _stats(time_calls(post[False], cfg.plan))
         one = prompt_kwargs("1pt", hw)
         stages["end_to_end"] = _stats(time_calls(lambda: (predictor.set_image(image), predictor.predict(**one)),
                                                  cfg.plan))
@@ -225,8 +229,10 @@ def bench_samedge(target: BenchTarget, cfg: BenchConfig, image: np.ndarray, peak
         "cold_start_ms": {"load": load_ms, "first_encode": first_encode, "first_predict": first_predict},
         "memory_mib": {"before": mem.before_mib, "peak": mem.peak_mib, "peak_resettable": mem.resettable},
         "stages": stages, "prompts_per_second": pps, "decoder_graphs_used": graphs,
-        # predict() minus (its graph + postprocessing): what driving the sessions costs; ~0 when nothing is lost
-        "predict_overhead_ms": overhead, "split_decoder": predictor.uses_split_decoder,
+        # predict() minus (its graph + postprocessing), the median of per-round differences of interleaved
+        # timings, and their p10 / p90: what driving the sessions costs; ~0 when nothing is lost
+        "predict_overhead_ms": overhead, "predict_overhead_spread_ms": overhead_spread,
+        "split_decoder": predictor.uses_split_decoder,
         "flops": _flops(bundle, 2, predictor.uses_split_decoder),
         "roofline": _roofline(stages, _flops(bundle, 2, predictor.uses_split_decoder), peak_gflops),
         "fidelity": _fidelity(bundle, target.backend, target.device, target.precision),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -61,4 +61,26 @@ def time_calls(fn: Callable[[], object], plan: TimingPlan) -> list[float]:
         t0 = time.perf_counter()
         fn()
         out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def time_interleaved(fns: Sequence[Callable[[], object]], plan: TimingPlan) -> list[list[float]]:
+    """Timings of several calls taken in rounds (f0, f1, ..., f0, f1, ...), one list per call, all of equal
+    length: the i-th entries of every list come from the same round, so a drift in the machine's speed (a
+    noisy neighbour, a frequency change) hits them alike and their differences can be paired. Each call gets
+    `plan.warmup` untimed calls, then rounds run until `plan.min_runs` and `plan.min_seconds` per call have
+    passed (at most `plan.max_runs`)."""
+    if not fns:
+        raise InputError("time_interleaved needs at least one call")
+    for fn in fns:
+        for _ in range(plan.warmup):
+            fn()
+    out: list[list[float]] = [[] for _ in fns]
+    start = time.perf_counter()
+    budget = plan.min_seconds * len(fns)
+    while len(out[0]) < plan.max_runs and (len(out[0]) < plan.min_runs or time.perf_counter() - start < budget):
+        for fn, samples in zip(fns, out):
+            t0 = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - t0) * 1e3)
     return out
