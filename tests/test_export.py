@@ -107,6 +107,9 @@ def test_export_refuses_unknown_model_and_bad_options(tmp_path, capsys):
     assert main(["export", "--model", "vit_b", "--weights", "random", "--out", str(tmp_path / "x"),
                  "--parity-images", "7"]) == 2
     assert "parity_images must be 1..3" in capsys.readouterr().err
+    assert main(["export", "--model", "vit_b", "--weights", "random", "--out", str(tmp_path / "x"),
+                 "--jobs", "0"]) == 2
+    assert "jobs must be 1..64" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", "--model", "vit_b", "--out", str(tmp_path / "x")])  # no weights source
     assert main(["export", "--model", "vit_b", "--checkpoint", str(tmp_path / "none.pth"),

@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="backend formats to write; ONNX is always written (the others are converted from it "
                          "or checked against it). coreml needs --decoder-points")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
+    ex.add_argument("--jobs", type=int, default=None,
+                    help="graph exports run side by side, this many at a time (default: the usable cores, at "
+                         "most 4; 1: one after another). Each holds its own trace in memory")
     ex.add_argument("--no-progress", action="store_true")
 
     cv = sub.add_parser("convert", help="add OpenVINO IR and/or CoreML graphs to an existing bundle")
@@ -278,7 +281,8 @@ def _export(args) -> int:
                        decoder_batch_sizes=args.decoder_batch_sizes,
                        dynamic_decoder=not args.no_dynamic_decoder, simplify=not args.no_simplify,
                        split_decoder=not args.no_split_decoder,
-                       parity_images=args.parity_images, overwrite=args.overwrite, formats=args.format)
+                       parity_images=args.parity_images, overwrite=args.overwrite, formats=args.format,
+                       jobs=args.jobs)
     if weights == "random":
         log.warning("exporting %s with RANDOM weights (seed %d): masks will be meaningless; "
                     "fidelity and latency figures are real", args.model, args.seed)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import onnx
 
@@ -18,6 +20,7 @@ from .onnx_export import (POINTS_DIM, ExportedGraph, export_context, export_deco
                           export_prompt_decoder, export_staged_prompt_decoder, static_prompt_decoder)
 from ..data import NUM_SAMPLE_IMAGES
 from .parity import ParityThresholds, run_parity
+from .side_by_side import default_jobs, run_side_by_side
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,9 @@ class ExportConfig:
     # Backend formats beside ONNX (always exported: every other format is converted from it or checked
     # against it): "openvino" (IR) and/or "coreml" (.mlpackage, static decoders = decoder_points).
     formats: tuple[str, ...] = ()
+    # Graph exports run side by side, this many at a time (export/side_by_side.py); None: the usable cores,
+    # at most 4; 1: one after another in this process.
+    jobs: int | None = None
 
 
 def _validate(cfg: ExportConfig) -> None:
@@ -61,6 +67,8 @@ def _validate(cfg: ExportConfig) -> None:
     if cfg.decoder_batch_sizes and not (cfg.split_decoder and cfg.decoder_points):
         raise InputError("--decoder-batch-sizes makes static batches of the split decoder's static prompt graphs: "
                          "it needs --decoder-points and the split decoder")
+    if cfg.jobs is not None and not 1 <= cfg.jobs <= 64:
+        raise InputError(f"jobs must be 1..64 parallel graph exports, got {cfg.jobs}")
     if not cfg.dynamic_decoder and not cfg.decoder_points:
         raise InputError("without the dynamic decoder, give at least one static --decoder-points count")
     if not 1 <= cfg.parity_images <= NUM_SAMPLE_IMAGES:
@@ -141,8 +149,8 @@ def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
     convert_label = "convert " + ",".join(extra)
     family = get_family(get_spec(cfg.model_type).family)
     with_split = cfg.split_decoder
-    steps = ["load model", "export encoder"] + [_decoder_label(k) for k in _decoder_variants(cfg)] + (
-        ["export split decoder"] if with_split else []) + ["parity"] + ([convert_label] if extra else [])
+    graph_steps = _graph_steps(cfg)
+    steps = ["load model", *graph_steps, "parity"] + ([convert_label] if extra else [])
     timings: dict[str, float] = {}
     with tqdm(total=len(steps), disable=not progress, desc=f"export {cfg.model_type}", unit="step") as bar, \
             staged_directory(cfg.out_dir) as work:
@@ -155,14 +163,20 @@ def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
             return result
 
         sam, weights = step("load model", lambda: _load_model(cfg))
-        encoder = step("export encoder", lambda: _graph_info(
-            "encoder", export_encoder(sam, work / "encoder.onnx", cfg.opset, cfg.simplify), family=family))
-        decoders = []
-        for k in _decoder_variants(cfg):
-            name = "decoder.onnx" if k is None else f"decoder_p{k}.onnx"
-            decoders.append(step(_decoder_label(k), lambda k=k, name=name: _graph_info(
-                "decoder", export_decoder(sam, work / name, k, cfg.opset, cfg.simplify), k, family)))
-        split = step("export split decoder", lambda: _export_split(sam, work, cfg)) if with_split else None
+        tasks = _graph_tasks(sam, work, cfg)
+        assert list(tasks) == graph_steps
+        jobs = cfg.jobs or default_jobs()
+        bar.set_postfix_str(f"export {len(tasks)} graphs, {jobs} at a time")
+
+        def finished(i: int, seconds: float) -> None:
+            timings[graph_steps[i]] = round(seconds, 2)
+            bar.update(1)
+        t0 = time.perf_counter()
+        exported = dict(zip(graph_steps, run_side_by_side(list(tasks.values()), jobs, finished)))
+        timings["export graphs (wall)"] = round(time.perf_counter() - t0, 2)
+        encoder = _graph_info("encoder", exported["export encoder"], family=family)
+        decoders = [_graph_info("decoder", exported[_decoder_label(k)], k, family) for k in _decoder_variants(cfg)]
+        split = _split_info(exported, cfg) if with_split else None
         manifest = Manifest(
             model_type=get_spec(cfg.model_type).name, weights=weights, image_size=IMAGE_SIZE,
             pixel_mean=family.pixel_mean, pixel_std=family.pixel_std, mask_threshold=MASK_THRESHOLD,
@@ -190,28 +204,59 @@ def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
     return manifest
 
 
-def _export_split(sam, work: Path, cfg: ExportConfig) -> SplitDecoder:
-    """context.onnx + prompt.onnx (dynamic) / prompt_pK.onnx (static), for the decoders' point counts."""
-    context = _graph_info("context", export_context(sam, work / "context.onnx", cfg.opset, cfg.simplify))
-    prompts = []
-    for stem, with_mask in (("prompt", False), ("prompt_mask", True)):  # without / with a mask prior
-        dynamic = export_prompt_decoder(sam, work / f"{stem}.onnx", cfg.opset, cfg.simplify, with_mask)
-        if cfg.dynamic_decoder:
-            prompts.append(_graph_info("prompt", dynamic))
-        prompts += [_graph_info("prompt", static_prompt_decoder(dynamic.path, work / f"{stem}_p{k}.onnx", k), k)
-                    for k in sorted(set(cfg.decoder_points))]
-        if not with_mask:  # fixed-size batches (segment everything's grid on an NPU)
-            prompts += [_graph_info("prompt", static_prompt_decoder(dynamic.path, work / f"{stem}_p{k}_b{b}.onnx",
-                                                                    k, batch=b), k)
-                        for k in sorted(set(cfg.decoder_points)) for b in sorted(set(cfg.decoder_batch_sizes))]
-        if not cfg.dynamic_decoder:  # traced dynamic only to derive the static ones
-            dynamic.path.unlink()
+_SPLIT_STEPS = ("export prompt graphs", "export prompt graphs (mask prior)", "export staged prompt graphs",
+                "export context graph")
+
+
+def _graph_steps(cfg: ExportConfig) -> list[str]:
+    """Every graph export, longest first (the split decoder's dynamic graphs take the longest to trace)."""
+    split = [s for s in _SPLIT_STEPS if cfg.dynamic_decoder or s != "export staged prompt graphs"]
+    return (split if cfg.split_decoder else []) + ["export encoder"] + [_decoder_label(k) for k in _decoder_variants(cfg)]
+
+
+def _graph_tasks(sam, work: Path, cfg: ExportConfig) -> dict[str, Callable[[], object]]:
+    """The graph exports by step, independent of each other (export/side_by_side.py runs them in parallel)."""
+    tasks: dict[str, Callable[[], object]] = {
+        "export prompt graphs": partial(_export_prompt_graphs, sam, work, cfg, "prompt", False),
+        "export prompt graphs (mask prior)": partial(_export_prompt_graphs, sam, work, cfg, "prompt_mask", True),
+        "export staged prompt graphs": partial(export_staged_prompt_decoder, sam, work / "prompt_scores.onnx",
+                                               work / "prompt_masks.onnx", cfg.opset, cfg.simplify),
+        "export context graph": partial(export_context, sam, work / "context.onnx", cfg.opset, cfg.simplify),
+        "export encoder": partial(export_encoder, sam, work / "encoder.onnx", cfg.opset, cfg.simplify),
+    }
+    for k in _decoder_variants(cfg):
+        name = "decoder.onnx" if k is None else f"decoder_p{k}.onnx"
+        tasks[_decoder_label(k)] = partial(export_decoder, sam, work / name, k, cfg.opset, cfg.simplify)
+    return {label: tasks[label] for label in _graph_steps(cfg)}
+
+
+def _export_prompt_graphs(sam, work: Path, cfg: ExportConfig, stem: str, with_mask: bool
+                          ) -> list[tuple[ExportedGraph, int | None]]:
+    """stem.onnx (dynamic) and its static variants stem_pK.onnx (+ stem_pK_bB.onnx without a mask prior), for
+    the decoders' point counts: the static ones are folded from the dynamic trace, not traced again."""
+    dynamic = export_prompt_decoder(sam, work / f"{stem}.onnx", cfg.opset, cfg.simplify, with_mask)
+    out = [(dynamic, None)] if cfg.dynamic_decoder else []
+    out += [(static_prompt_decoder(dynamic.path, work / f"{stem}_p{k}.onnx", k), k)
+            for k in sorted(set(cfg.decoder_points))]
+    if not with_mask:  # fixed-size batches (segment everything's grid on an NPU)
+        out += [(static_prompt_decoder(dynamic.path, work / f"{stem}_p{k}_b{b}.onnx", k, batch=b), k)
+                for k in sorted(set(cfg.decoder_points)) for b in sorted(set(cfg.decoder_batch_sizes))]
+    if not cfg.dynamic_decoder:  # traced dynamic only to derive the static ones
+        dynamic.path.unlink()
+    return out
+
+
+def _split_info(exported: dict[str, object], cfg: ExportConfig) -> SplitDecoder:
+    """context.onnx + prompt.onnx (dynamic) / prompt_pK.onnx (static) [+ the staged pair], as the manifest
+    records them: prompt graphs without a mask prior first."""
+    context = _graph_info("context", exported["export context graph"])
+    prompts = tuple(_graph_info("prompt", graph, k) for step in ("export prompt graphs", "export prompt graphs (mask prior)")
+                    for graph, k in exported[step])
     staged = (None, None)
     if cfg.dynamic_decoder:  # segment everything on CPU/GPU: scores first, masks for the prompts that pass
-        scores, masks = export_staged_prompt_decoder(sam, work / "prompt_scores.onnx", work / "prompt_masks.onnx",
-                                                     cfg.opset, cfg.simplify)
+        scores, masks = exported["export staged prompt graphs"]
         staged = (_graph_info("prompt_scores", scores), _graph_info("prompt_masks", masks))
-    return SplitDecoder(context, tuple(prompts), *staged)
+    return SplitDecoder(context, prompts, *staged)
 
 
 def _decoder_label(k: int | None) -> str:
