@@ -20,6 +20,7 @@ from ..contract import DECODER_OUTPUTS, ENCODER_INPUT
 from ..errors import BackendUnavailableError, ExportError, InputError
 from ..manifest import ConvertedGraphs, GraphInfo, TensorSpec
 from ..model_types import EMBEDDING_SHAPE, IMAGE_SIZE, LOW_RES_MASK_SIZE
+from .side_by_side import default_jobs, run_side_by_side
 
 log = logging.getLogger(__name__)
 SUBDIR = "coreml"
@@ -38,6 +39,7 @@ class CoreMLConfig:
     fp32_ops: tuple[str, ...] = DEFAULT_FP32_OPS
     minimum_deployment_target: str = "iOS16"  # ML Program with fp16 I/O support; macOS 13
     skip_passes: tuple[str, ...] = ()  # coremltools graph passes to leave out (see quantize.coreml_quantize)
+    jobs: int | None = None  # graphs converted side by side (export/side_by_side.py); None: usable cores, <= 4
 
     def __post_init__(self) -> None:
         if not self.decoder_points:
@@ -127,21 +129,26 @@ def convert_bundle_coreml(sam, out_root: Path, cfg: CoreMLConfig) -> ConvertedGr
     out.mkdir(parents=True, exist_ok=True)
     image = torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE)
     enc_path = out / "encoder.mlpackage"
-    _convert(ct, spec.encoder_graph(sam), (image,), fam.encoder_inputs, fam.encoder_outputs, cfg, enc_path)
+    points = sorted(set(cfg.decoder_points))
+    decoder_args = {k: spec.dummy_decoder_inputs(k + 1) for k in points}
+    # one graph per task, side by side (export/side_by_side.py: torch.export and the MIL passes are
+    # single-threaded Python); each task writes its package, the manifest entries are made here
+    tasks = [partial(_convert, ct, spec.encoder_graph(sam), (image,), fam.encoder_inputs, fam.encoder_outputs, cfg,
+                     enc_path)]
+    tasks += [partial(_convert, ct, _named_arguments(spec.decoder_graph(sam), fam.decoder_inputs), decoder_args[k],
+                      fam.decoder_inputs, fam.decoder_outputs, cfg, out / f"decoder_p{k}.mlpackage") for k in points]
+    run_side_by_side(tasks, cfg.jobs or default_jobs())
     out_shapes = (EMBEDDING_SHAPE, *SAM2_HIGH_RES_SHAPES)[:len(fam.encoder_outputs)]
     encoder = _info(bundle_dir, enc_path, "encoder", (TensorSpec(ENCODER_INPUT, (1, 3, IMAGE_SIZE, IMAGE_SIZE),
                                                                   "float32"),),
                     tuple(TensorSpec(n, s, "float32") for n, s in zip(fam.encoder_outputs, out_shapes)))
     decoders = []
-    for k in sorted(set(cfg.decoder_points)):
-        args = spec.dummy_decoder_inputs(k + 1)
-        path = out / f"decoder_p{k}.mlpackage"
-        _convert(ct, _named_arguments(spec.decoder_graph(sam), fam.decoder_inputs), args, fam.decoder_inputs,
-                 fam.decoder_outputs, cfg, path)
+    for k in points:
+        args = decoder_args[k]
         ins = tuple(TensorSpec(n, tuple(a.shape), "float32") for n, a in zip(fam.decoder_inputs, args))
         outs = (TensorSpec(DECODER_OUTPUTS[0], (1, 4, LOW_RES_MASK_SIZE, LOW_RES_MASK_SIZE), "float32"),
                 TensorSpec(DECODER_OUTPUTS[1], (1, 4), "float32"))
-        decoders.append(_info(bundle_dir, path, "decoder", ins, outs, k))
+        decoders.append(_info(bundle_dir, out / f"decoder_p{k}.mlpackage", "decoder", ins, outs, k))
     return ConvertedGraphs(encoder, tuple(decoders), {
         "tool": f"coremltools {ct.__version__}", "source": "torch.export", "program": "mlprogram",
         "minimum_deployment_target": cfg.minimum_deployment_target, "compute_precision": cfg.compute_precision,
