@@ -68,6 +68,57 @@ def test_openvino_run_owns_its_outputs_and_run_borrowed_lends_them(tmp_path):
     np.testing.assert_array_equal(lent, 10.0)  # the same buffer, overwritten: why callers must copy in time
 
 
+def test_openvino_streams_split_a_batch_and_join_it_in_order(tmp_path):
+    """streams > 1: the rows of a batch run on parallel streams, the outputs joined in row order, equal to one
+    stream; the fixed (non-batch) inputs go whole to every stream."""
+    ov = pytest.importorskip("openvino")
+    from openvino import opset13 as ops
+    x = ops.parameter([-1, 4], ov.Type.f32, name="x")
+    w = ops.parameter([1, 4], ov.Type.f32, name="w")
+    ov.save_model(ov.Model([ops.add(ops.multiply(x, w), ops.constant(np.float32(1)))], [x, w]), str(tmp_path / "rows.xml"))
+    one = open_session(tmp_path / "rows.xml", "openvino", "cpu")
+    two = open_session(tmp_path / "rows.xml", "openvino", "cpu", SessionOptions(streams=2))
+    assert two.info.details["streams"] == 2 and one.info.details["streams"] == 1
+    weights = np.array([[1, 2, 3, 4]], np.float32)
+    for batch in (1, 2, 5):
+        rows = np.arange(batch * 4, dtype=np.float32).reshape(batch, 4)
+        expected = rows * weights + 1
+        for session in (one, two):
+            for run in (session.run, session.run_borrowed):
+                np.testing.assert_array_equal(run({"x": rows, "w": weights})[session.output_names[0]], expected)
+    # a graph with an output that is not per batch row cannot be split: refused when opened
+    s = ops.reduce_sum(x, ops.constant(np.array([0], np.int64)), keep_dims=False)
+    ov.save_model(ov.Model([s], [x]), str(tmp_path / "total.xml"))
+    with pytest.raises(InputError, match="first \\(batch\\) dimension"):
+        open_session(tmp_path / "total.xml", "openvino", "cpu", SessionOptions(streams=2))
+    with pytest.raises(InputError, match="streams must be a positive integer"):
+        SessionOptions(streams=0)
+
+
+def test_streams_are_an_openvino_cpu_option(tiny_bundle):
+    with pytest.raises(InputError, match="OpenVINO CPU option"):
+        open_session(tiny_bundle / "prompt_scores.onnx", "onnxruntime", "cpu", SessionOptions(streams=2))
+
+
+def test_the_staged_prompt_graphs_run_on_streams_on_openvino(multi_bundle, samples):
+    from samedge.cpu import usable_cores
+    p = SamPredictor(multi_bundle, backend="openvino")
+    q = SamPredictor(multi_bundle, backend="openvino", options=SessionOptions(streams=1))
+    coords = np.array([[[20.0, 30.0]], [[200.0, 100.0]], [[90.0, 250.0]]])
+    labels = np.ones((3, 1))
+    scored = []
+    for predictor in (p, q):
+        predictor.set_image(samples[0].rgb)
+        s = predictor.decode_scores(coords, labels)
+        scored.append((s.scores.copy(), predictor.decode_masks(s, np.array([0, 2]))))
+    np.testing.assert_array_equal(scored[0][0], scored[1][0])
+    np.testing.assert_array_equal(scored[0][1], scored[1][1])
+    streams = {name: s.info.details["streams"] for name, s in p.sessions.items()}
+    assert streams["openvino/prompt_scores.xml"] == streams["openvino/prompt_masks.xml"] == min(usable_cores(), 4)
+    assert streams["encoder"] == 1  # the rest keep the latency setting
+    assert {s.info.details["streams"] for s in q.sessions.values()} == {1}
+
+
 def test_default_precision_is_measured_and_named(multi_bundle):
     from samedge.runtimes.openvino import default_cpu_precision
     report = measure_fidelity(multi_bundle, "openvino", "cpu", "default", parity_images=1)

@@ -103,3 +103,8 @@ def _detect(override: str | None) -> CpuCapabilities:
 
 def cpu_capabilities() -> CpuCapabilities:
     return _detect(os.environ.get(ISA_OVERRIDE_ENV) or None)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask: a container's CPU set), else the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -21,6 +21,7 @@ from .embedding_cache import EmbeddingCache, ImageEmbedding, image_key
 from .errors import BundleError, InputError, SamEdgeError
 from .families import SAM2_HIGH_RES_SHAPES
 from .contract import MASK_STATE, PROMPT_INPUTS
+from .cpu import usable_cores
 from .manifest import GraphInfo
 from .runtimes import Session, SessionOptions, backend_module, check_device, check_session_io, open_session
 from .runtimes.selection import Choice, choose
@@ -130,7 +131,14 @@ class SamPredictor:
         return cls(path, backend, device, encoder_device=encoder_device, decoder_device=decoder_device, **kwargs)
 
     def _open(self, graph: GraphInfo, device: str) -> Session:
-        session = open_session(self.bundle.file(graph), self.backend, device, self.options)
+        options = self.options
+        split = self.bundle.manifest.split_for(self.format) if self.bundle.manifest.split is not None else None
+        staged = split is not None and graph in (split.scores, split.masks)
+        if staged and self.backend == "openvino" and device == "cpu" and options.streams is None and options.threads is None:
+            # the staged graphs take batches of prompts: OpenVINO runs their rows on parallel streams
+            # (runtimes/openvino.py), one per core up to 4 (measured: 2 streams on 2 cores, 1.33x)
+            options = replace(options, streams=min(usable_cores(), 4))
+        session = open_session(self.bundle.file(graph), self.backend, device, options)
         check_session_io(session, graph)  # a graph swapped for another one is caught before it is fed
         return session
 

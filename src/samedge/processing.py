@@ -17,7 +17,6 @@ to the original size. `square=True` geometries say so.
 """
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,6 +29,7 @@ from typing import Callable, Sequence, TypeVar
 import numpy as np
 from PIL import Image
 
+from .cpu import usable_cores
 from .model_types import IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
 
 T, R = TypeVar("T"), TypeVar("R")
@@ -337,10 +337,7 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _workers() -> int:
-    try:
-        return max(1, min(len(os.sched_getaffinity(0)), 8))
-    except AttributeError:  # not Linux
-        return max(1, min(os.cpu_count() or 1, 8))
+    return max(1, min(usable_cores(), 8))
 
 
 def select_masks(low_res: np.ndarray, scores: np.ndarray, multimask_output: bool,

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from ..cpu import cpu_capabilities, cpuinfo
+from ..cpu import cpu_capabilities, cpuinfo, usable_cores
 
 PACKAGES = ("samedge", "numpy", "onnxruntime", "onnxruntime-gpu", "openvino", "coremltools", "nncf", "torch")
 
@@ -60,11 +60,6 @@ def peak_gflops(flags: tuple[str, ...], cores: int, mhz: float | None) -> tuple[
     per_cycle = 64 if "avx512f" in flags else 32 if "avx2" in flags else 16
     gflops = cores * mhz / 1000 * per_cycle
     return round(gflops, 1), f"{cores} cores x {mhz / 1000:.2f} GHz x {per_cycle} fp32 FLOP/cycle (2 FMA pipes)"
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (affinity / cgroup), not the machine's count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def machine_info() -> MachineInfo:

@@ -10,11 +10,11 @@ Linux only (fork with macOS frameworks is unsafe); elsewhere, and with jobs=1, t
 from __future__ import annotations
 
 import multiprocessing
-import os
 import sys
 import time
 from typing import Callable, Sequence
 
+from ..cpu import usable_cores
 from ..errors import InputError
 
 # The tasks of the run in progress, read by the forked workers (a task is a closure over the model: it is
@@ -24,11 +24,7 @@ _TASKS: Sequence[Callable[[], object]] = ()
 
 def default_jobs() -> int:
     """Usable cores, at most 4 (each export holds a traced copy of its graph; more rarely pays off)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
+    return max(1, min(usable_cores(), 4))
 
 
 def can_fork() -> bool:

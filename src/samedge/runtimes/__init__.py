@@ -32,10 +32,16 @@ class SessionOptions:
     cache_dir: Path | None = None  # ORT optimized-model cache / OpenVINO compiled-model cache
     optimization_level: str = "all"  # ORT graph optimisation: disable | basic | extended | all
     provider: str | None = None  # ORT: force one execution provider (e.g. TensorrtExecutionProvider)
+    # OpenVINO CPU only: compile for this many parallel streams and split a batch across them (the inputs
+    # whose first dimension is dynamic, split along it; outputs joined along it). For graphs whose every
+    # output is per batch row (the staged prompt graphs). None / 1: one stream, the latency setting.
+    streams: int | None = None
 
     def __post_init__(self) -> None:
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise InputError(f"threads must be a positive integer or None, got {self.threads!r}")
+        if self.streams is not None and (not isinstance(self.streams, int) or self.streams < 1):
+            raise InputError(f"streams must be a positive integer or None, got {self.streams!r}")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {PRECISIONS} or None, got {self.precision!r}")
         if self.optimization_level not in ("disable", "basic", "extended", "all"):

@@ -51,8 +51,8 @@ class CoreMLSession:
         _check_platform()  # before the import: on Linux coremltools loads but cannot predict
         ct = _import_ct()
         options = options or SessionOptions()
-        if options.threads or options.precision not in (None, "default") or options.provider:
-            raise InputError("the coreml backend takes no threads/precision/provider options: it runs the "
+        if options.threads or options.precision not in (None, "default") or options.provider or (options.streams or 1) > 1:
+            raise InputError("the coreml backend takes no threads/precision/provider/streams options: it runs the "
                              "precision the .mlpackage was converted with (samedge convert --coreml-precision)")
         if device == "npu" and platform.machine() != "arm64":
             raise BackendUnavailableError("the Neural Engine (npu) exists only on Apple silicon; this Mac is "

@@ -107,6 +107,9 @@ class OrtSession:
     def __init__(self, path: Path, device: str = "cpu", options: SessionOptions | None = None) -> None:
         ort = _import_ort()
         options = options or SessionOptions()
+        if options.streams not in (None, 1):
+            raise InputError(f"streams={options.streams} is an OpenVINO CPU option; ONNX Runtime splits a batch "
+                             "across its intra-op threads itself (use threads)")
         if options.precision not in (None, "f32", "default"):
             raise InputError(f"onnxruntime runs a graph at the precision it was exported or quantized in; "
                              f"precision={options.precision!r} is not a runtime option here (use "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, BundleError
+from ..errors import BackendUnavailableError, BundleError, InputError
 from . import DEVICES, DeviceStatus, SessionInfo, SessionOptions
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,15 @@ class OpenVinoSession:
             config = {k: v for k, v in per_device.items() if k != "INFERENCE_NUM_THREADS"}
             if options.threads and name == "CPU":
                 config["INFERENCE_NUM_THREADS"] = str(options.threads)
+        streams = options.streams or 1
+        if streams > 1:
+            if name != "CPU":
+                raise InputError(f"streams={streams} is a CPU plugin option; {name} runs one stream here")
+            # batch rows on parallel streams: on a 2-core Xeon (AVX-512 + AMX) the scores stage of segment
+            # everything (64 prompts) ran 1.33x faster on 2 streams of 1 thread than on 1 stream of 2 (same
+            # numbers): its many small memory-bound ops stop paying a thread hand-off each
+            config["PERFORMANCE_HINT"] = "THROUGHPUT"
+            config["NUM_STREAMS"] = str(streams)
         if options.cache_dir is not None:
             Path(options.cache_dir).mkdir(parents=True, exist_ok=True)
             config["CACHE_DIR"] = str(options.cache_dir)
@@ -89,6 +98,15 @@ class OpenVinoSession:
                                           f"{type(exc).__name__}: {exc}") from exc
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()  # one infer request is not re-entrant
+        if streams > 1 and not all(p.get_partial_shape().rank.is_static and p.get_partial_shape().rank.get_length()
+                                   and p.get_partial_shape()[0].is_dynamic for p in model.outputs):
+            raise InputError(f"streams={streams} splits a batch along the first dimension, but {path.name} has an "
+                             "output without a dynamic first (batch) dimension to join the parts along")
+        self._stream_requests = [self._compiled.create_infer_request() for _ in range(streams)] if streams > 1 else []
+        # the inputs a batch splits along: those whose first dimension is dynamic (the context tensors are fixed)
+        self._batched_inputs = tuple(p.get_any_name() for p in model.inputs
+                                     if p.get_partial_shape().rank.is_static and p.get_partial_shape().rank.get_length()
+                                     and p.get_partial_shape()[0].is_dynamic)
         self.input_names = tuple(p.get_any_name() for p in self._compiled.inputs)
         self.output_names = tuple(p.get_any_name() for p in self._compiled.outputs)
         self.input_shapes = tuple(tuple(d.get_length() if d.is_static else "?" for d in p.get_partial_shape())
@@ -106,7 +124,9 @@ class OpenVinoSession:
         executes = tuple(self._compiled.get_property("EXECUTION_DEVICES"))
         self.info = SessionInfo("openvino", device, ov.__version__, executes, used,
                                 {"requested_precision": precision,
-                                 "cache_dir": config.get("CACHE_DIR"), "threads": options.threads})
+                                 "cache_dir": config.get("CACHE_DIR"), "threads": options.threads,
+                                 "streams": int(str(self._compiled.get_property("NUM_STREAMS"))) if name == "CPU"
+                                 else streams})
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # share_outputs=False: OpenVINO copies each output out of the request's buffers, which it reuses on the
@@ -120,11 +140,30 @@ class OpenVinoSession:
         return self._infer(feeds, share_outputs=True)
 
     def _infer(self, feeds: dict[str, np.ndarray], share_outputs: bool) -> dict[str, np.ndarray]:
+        batch = {feeds[n].shape[0] for n in self._batched_inputs if n in feeds and np.ndim(feeds[n])}
+        if self._stream_requests and len(batch) == 1 and min(batch) > 1:
+            return self._infer_on_streams(feeds, min(batch))
         with self._lock:
             # share_inputs: the request reads the caller's arrays instead of copying them in; infer() is
             # synchronous, so they outlive the read
             results = self._request.infer(feeds, share_inputs=True, share_outputs=share_outputs)
             return {name: results[port] for name, port in zip(self.output_names, self._compiled.outputs)}
+
+
+    def _infer_on_streams(self, feeds: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
+        """The batch in contiguous row ranges, one per stream, run at once; outputs joined along axis 0 (new
+        arrays, so borrowed or not makes no difference)."""
+        parts = np.array_split(np.arange(batch), min(batch, len(self._stream_requests)))
+        with self._lock:
+            requests = self._stream_requests[:len(parts)]
+            for request, rows in zip(requests, parts):
+                lo, hi = int(rows[0]), int(rows[-1]) + 1
+                request.start_async({n: (a[lo:hi] if n in self._batched_inputs else a) for n, a in feeds.items()},
+                                    share_inputs=True)
+            for request in requests:
+                request.wait()
+            return {name: np.concatenate([r.get_tensor(port).data for r in requests])
+                    for name, port in zip(self.output_names, self._compiled.outputs)}
 
 
 def _precision_name(element_type) -> str:
