@@ -422,8 +422,9 @@ def test_an_encoder_that_outputs_nan_is_a_bundle_error(tiny_bundle, samples):
 def test_coreml_rejects_runtime_options(multi_bundle, monkeypatch):
     from samedge.runtimes import coreml
     monkeypatch.setattr(coreml, "_check_platform", lambda: None)  # get past the macOS check on Linux
-    with pytest.raises(InputError, match="coreml backend takes no threads/precision/provider options"):
-        coreml.CoreMLSession(multi_bundle / "coreml" / "encoder.mlpackage", "cpu", SessionOptions(threads=2))
+    for options in (SessionOptions(threads=2), SessionOptions(streams=2)):
+        with pytest.raises(InputError, match="coreml backend takes no threads/precision/provider/streams options"):
+            coreml.CoreMLSession(multi_bundle / "coreml" / "encoder.mlpackage", "cpu", options)
 
 
 def test_set_image_async_keeps_decoding_on_the_last_embedding(tiny_bundle, samples):
