@@ -149,7 +149,6 @@ class OpenVinoSession:
             results = self._request.infer(feeds, share_inputs=True, share_outputs=share_outputs)
             return {name: results[port] for name, port in zip(self.output_names, self._compiled.outputs)}
 
-
     def _infer_on_streams(self, feeds: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
         """The batch in contiguous row ranges, one per stream, run at once; outputs joined along axis 0 (new
         arrays, so borrowed or not makes no difference)."""
