@@ -76,7 +76,7 @@ class OpenVinoSession:
             if name != "CPU":
                 raise InputError(f"streams={streams} is a CPU plugin option; {name} runs one stream here")
             # batch rows on parallel streams: on a 2-core Xeon (AVX-512 + AMX) the scores stage of segment
-            # everything (64 prompts) ran 1.33x faster on 2 streams of 1 thread than on 1 stream of 2 (same
+            # everything (64 prompts) ran 1.30x faster on 2 streams of 1 thread than on 1 stream of 2 (same
             # numbers): its many small memory-bound ops stop paying a thread hand-off each
             config["PERFORMANCE_HINT"] = "THROUGHPUT"
             config["NUM_STREAMS"] = str(streams)
