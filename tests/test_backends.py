@@ -98,25 +98,36 @@ def test_openvino_streams_split_a_batch_and_join_it_in_order(tmp_path):
 def test_streams_are_an_openvino_cpu_option(tiny_bundle):
     with pytest.raises(InputError, match="OpenVINO CPU option"):
         open_session(tiny_bundle / "prompt_scores.onnx", "onnxruntime", "cpu", SessionOptions(streams=2))
+    with pytest.raises(InputError, match="OpenVINO CPU option.*runs on onnxruntime cpu"):  # refused at once
+        SamPredictor(tiny_bundle, backend="onnxruntime", options=SessionOptions(streams=2))
 
 
 def test_the_staged_prompt_graphs_run_on_streams_on_openvino(multi_bundle, samples):
     from samedge.cpu import usable_cores
     p = SamPredictor(multi_bundle, backend="openvino")
     q = SamPredictor(multi_bundle, backend="openvino", options=SessionOptions(streams=1))
+    # a user's streams reach the staged graphs only: the encoder (per-image outputs) keeps one stream
+    r = SamPredictor(multi_bundle, backend="openvino", options=SessionOptions(streams=2))
     coords = np.array([[[20.0, 30.0]], [[200.0, 100.0]], [[90.0, 250.0]]])
     labels = np.ones((3, 1))
     scored = []
-    for predictor in (p, q):
+    for predictor in (p, q, r):
         predictor.set_image(samples[0].rgb)
         s = predictor.decode_scores(coords, labels)
         scored.append((s.scores.copy(), predictor.decode_masks(s, np.array([0, 2]))))
     np.testing.assert_array_equal(scored[0][0], scored[1][0])
     np.testing.assert_array_equal(scored[0][1], scored[1][1])
+    np.testing.assert_array_equal(scored[0][0], scored[2][0])
+    np.testing.assert_array_equal(scored[0][1], scored[2][1])
     streams = {name: s.info.details["streams"] for name, s in p.sessions.items()}
     assert streams["openvino/prompt_scores.xml"] == streams["openvino/prompt_masks.xml"] == min(usable_cores(), 4)
     assert streams["encoder"] == 1  # the rest keep the latency setting
     assert {s.info.details["streams"] for s in q.sessions.values()} == {1}
+    given = {name: s.info.details["streams"] for name, s in r.sessions.items()}
+    # (OpenVINO compiles at most one stream per core)
+    staged = {given.pop("openvino/prompt_scores.xml"), given.pop("openvino/prompt_masks.xml")}
+    assert staged == {min(usable_cores(), 2)}
+    assert set(given.values()) == {1}
 
 
 def test_default_precision_is_measured_and_named(multi_bundle):

@@ -81,6 +81,9 @@ class SamPredictor:
     split_decoder: with a bundle that has one (export/split_decoder.py), run the decoder's per-image part
     once in set_image and only the per-prompt part in predict(), with or without a mask_input (formats and
     point counts with no split graph use the full decoder). False: the full decoder for every prompt.
+    options.streams (OpenVINO CPU only) applies to the staged prompt graphs that segment-everything batches
+    (decode_scores / decode_masks); every other graph runs on one stream. Unset, those two get one stream per
+    core (up to 4) unless threads is set.
     """
 
     def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", device: str = "cpu", *,
@@ -98,6 +101,10 @@ class SamPredictor:
         dec = choose(enc.backend if backend == "auto" else backend, check_device(decoder_device or device), formats)
         self.backend = enc.backend
         self.encoder_device, self.decoder_device = enc.device, dec.device
+        if self.options.streams is not None and (self.backend, self.decoder_device) != ("openvino", "cpu"):
+            raise InputError(f"streams={self.options.streams} is an OpenVINO CPU option (it splits the staged "
+                             f"prompt graphs' batches); this predictor runs on {self.backend} {self.decoder_device}: "
+                             "leave streams unset")
         self.choices: dict[str, Choice] = {"encoder": enc, "decoder": dec}
         for role, c in self.choices.items():
             log.info("%s: %s on %s (%s)%s", role, c.backend, c.device, c.reason,
@@ -134,7 +141,11 @@ class SamPredictor:
         options = self.options
         split = self.bundle.manifest.split_for(self.format) if self.bundle.manifest.split is not None else None
         staged = split is not None and graph in (split.scores, split.masks)
-        if staged and self.backend == "openvino" and device == "cpu" and options.streams is None and options.threads is None:
+        if not staged:
+            # streams split a batch of prompts (SessionOptions.streams): they are for the staged graphs alone;
+            # the encoder, context and single-prompt graphs keep the latency setting
+            options = replace(options, streams=None)
+        elif self.backend == "openvino" and device == "cpu" and options.streams is None and options.threads is None:
             # the staged graphs take batches of prompts: OpenVINO runs their rows on parallel streams
             # (runtimes/openvino.py), one per core up to 4 (measured: 2 streams on 2 cores, scores stage 1.30x, masks stage 1.11x)
             options = replace(options, streams=min(usable_cores(), 4))
