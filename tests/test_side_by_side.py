@@ -39,3 +39,27 @@ def test_a_failing_task_raises_its_own_error(jobs):
 def test_jobs_must_be_positive():
     with pytest.raises(InputError, match="jobs must be >= 1"):
         run_side_by_side([lambda: 1], 0)
+
+
+def test_convert_jobs_reach_the_coreml_conversion(monkeypatch, tmp_path):
+    """ConvertConfig.jobs (samedge convert --jobs; ExportConfig.jobs within an export) is what the CoreML
+    conversion runs side by side with, unless the CoreMLConfig given sets its own."""
+    from samedge.export import convert, coreml_convert
+    from samedge.export.convert import ConvertConfig
+    from samedge.export.coreml_convert import CoreMLConfig
+    seen = []
+    monkeypatch.setattr(coreml_convert, "convert_bundle_coreml", lambda sam, out, cfg: seen.append(cfg.jobs))
+    configs = (ConvertConfig(("coreml",), jobs=1),
+               ConvertConfig(("coreml",), coreml=CoreMLConfig((1,), jobs=3), jobs=1),
+               ConvertConfig(("coreml",), coreml=CoreMLConfig((1,)), jobs=2),
+               ConvertConfig(("coreml",)))
+    for cfg in configs:
+        convert._convert_one("coreml", lambda: None, tmp_path, tmp_path, None if cfg.coreml else _manifest(), cfg)
+    assert seen == [1, 3, 2, None]
+    with pytest.raises(InputError, match="jobs must be 1..64"):
+        ConvertConfig(("coreml",), jobs=0)
+
+
+def _manifest():
+    from types import SimpleNamespace
+    return SimpleNamespace(decoders=[SimpleNamespace(num_points=1)])  # what static_points reads

@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--checkpoint", type=Path, help="the checkpoint a checkpoint bundle was exported from")
     cv.add_argument("--parity-images", type=int, default=3)
     cv.add_argument("--overwrite", action="store_true", help="replace graphs of that format already there")
+    cv.add_argument("--jobs", type=int, default=None,
+                    help="CoreML graphs convert side by side, this many at a time (default: the usable cores, "
+                         "at most 4; 1: one after another)")
 
     fi = sub.add_parser("fidelity", help="parity report of one backend x device x precision vs PyTorch fp32")
     fi.add_argument("bundle", type=Path)
@@ -327,7 +330,7 @@ def _convert(args) -> int:
         points = args.decoder_points or static_points(read_manifest(args.bundle))
         coreml = CoreMLConfig(points, compute_precision=args.coreml_precision)
     cfg = ConvertConfig(formats, coreml=coreml, checkpoint=args.checkpoint, parity_images=args.parity_images,
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, jobs=args.jobs)
     manifest = add_formats(args.bundle, cfg, on_step=lambda s: log.info("%s", s))
     _print_converted(manifest)
     return 0

@@ -33,8 +33,11 @@ class ConvertConfig:
     parity_images: int = 3
     thresholds: ParityThresholds = field(default_factory=ParityThresholds)
     overwrite: bool = False
+    jobs: int | None = None  # CoreML graphs converted side by side where `coreml` does not set its own
 
     def __post_init__(self) -> None:
+        if self.jobs is not None and not 1 <= self.jobs <= 64:
+            raise InputError(f"jobs must be 1..64 parallel conversions, got {self.jobs}")
         bad = [f for f in self.formats if f not in CONVERTIBLE]
         if bad or not self.formats:
             raise InputError(f"formats to convert to must be among {CONVERTIBLE}, got {list(self.formats)}")
@@ -60,6 +63,8 @@ def _convert_one(fmt: str, sam_loader, bundle_dir: Path, out_root: Path, manifes
         return convert_bundle_openvino(bundle_dir, out_root, manifest)
     from .coreml_convert import convert_bundle_coreml
     coreml = cfg.coreml or CoreMLConfig(static_points(manifest))
+    if coreml.jobs is None and cfg.jobs is not None:
+        coreml = replace(coreml, jobs=cfg.jobs)
     return convert_bundle_coreml(sam_loader(), out_root, coreml)
 
 

@@ -197,7 +197,8 @@ def export_bundle(cfg: ExportConfig, progress: bool = False) -> Manifest:
         if extra:
             from .convert import ConvertConfig, add_formats
             manifest = step(convert_label, lambda: add_formats(
-                work, ConvertConfig(extra, parity_images=cfg.parity_images, thresholds=cfg.thresholds), sam=sam,
+                work, ConvertConfig(extra, parity_images=cfg.parity_images, thresholds=cfg.thresholds,
+                                    jobs=cfg.jobs), sam=sam,
                 on_step=bar.set_postfix_str))
             manifest = replace(manifest, export={**manifest.export, "seconds": timings})
             manifest.write(work)
