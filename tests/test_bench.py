@@ -138,8 +138,14 @@ def test_bench_cli_json_schema_table_plots_and_gate(tiny_bundle, tmp_path, capsy
     # predict() is timed against its own graph: the split decoder's prompt graphs, the mask variant for "mask"
     assert ours["split_decoder"] and ours["decoder_graphs_used"] == {
         "1pt": "prompt_p1.onnx", "2pt": "prompt_p2.onnx", "5pt": "prompt.onnx", "box": "prompt_p1.onnx",
-        "mask": "prompt_mask_p1.onnx"}
-    assert set(ours["predict_overhead_ms"]) == set(ours["predict_overhead_spread_ms"]) == {"1pt", "2pt", "5pt", "box", "mask"}
+        "mask": "prompt_mask_p1.onnx", "batch16": "prompt.onnx"}
+    # the five prompt kinds and predict_batch of 16 one-click prompts (one call of the dynamic prompt graph)
+    assert set(ours["predict_overhead_ms"]) == set(ours["predict_overhead_spread_ms"]) == {
+        "1pt", "2pt", "5pt", "box", "mask", "batch16"}
+    for stage in ("decoder_batch16", "predict_batch16", "postprocess_batch16"):
+        assert ours["stages"][stage]["n"] == 3
+    # 16 prompts of 3 masks cost more to upsample than one prompt's 3
+    assert ours["stages"]["postprocess_batch16"]["p50"] > ours["stages"]["postprocess"]["p50"]
     for kind, (low, high) in ours["predict_overhead_spread_ms"].items():
         assert low <= ours["predict_overhead_ms"][kind] <= high
     assert ours["flops"]["decoder_1pt"] * 3 <= ours["flops"]["decoder_full_1pt"]
@@ -150,6 +156,7 @@ def test_bench_cli_json_schema_table_plots_and_gate(tiny_bundle, tmp_path, capsy
     assert "npu" in npu["reason"].lower()
     table = (out / "bench.md").read_text()
     assert "| tiny/onnxruntime-cpu-default |" in table and "unavailable:" in table
+    assert "batch16: predict_batch" in table
     assert (out / "stages.png").read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()
     # the gate: against a reference where samedge was 3x slower (relative to the same-run baseline) it passes,

@@ -216,6 +216,16 @@ def test_predict_batch_equals_single_predicts(tiny_bundle, samples, split):
             assert (masks[i] == m1).mean() > 0.9999
             np.testing.assert_allclose(scores[i], s1, atol=1e-4)
             np.testing.assert_allclose(lows[i], l1, atol=1e-4 * max(1.0, np.abs(l1).max()))
+    # the graph calls a benchmark times alone are predict_batch's own: the same outputs from the same feeds
+    calls = p.prepared_decode_batch(pts, labels)
+    if split:
+        [(session, feeds)] = calls  # the dynamic prompt graph takes the whole batch at once
+        out = session.run(feeds)
+        _, scores, lows = p.predict_batch(point_coords=pts, point_labels=labels)  # SAM 1, multimask: masks 1..3
+        np.testing.assert_array_equal(lows, out[session.output_names[0]][:, 1:])
+        np.testing.assert_array_equal(scores, out[session.output_names[1]][:, 1:])
+    else:
+        assert calls is None  # one predict() per prompt
     with pytest.raises(InputError, match="same batch size"):
         p.predict_batch(point_coords=pts, point_labels=labels[:3])
     with pytest.raises(InputError, match=r"\(B, N, 2\)"):

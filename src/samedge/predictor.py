@@ -564,10 +564,19 @@ class SamPredictor:
                      masks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Rows (B, N, 2), (B, N) [, masks (B, 1, 256, 256)] through one prompt graph: in one call if its batch is
         dynamic, else in calls of its batch_size (the last padded by repeating its last prompt, padding dropped)."""
+        parts = []
+        for session, feeds, keep in self._batch_calls(graph, current, coords, labels, masks):
+            out = session.run(feeds)
+            parts.append((out[session.output_names[0]][:keep], out[session.output_names[1]][:keep]))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _batch_calls(self, graph: GraphInfo, current: ImageEmbedding, coords: np.ndarray, labels: np.ndarray,
+                     masks: np.ndarray | None) -> list[tuple[Session, dict[str, np.ndarray], int]]:
+        """The graph calls _run_batches makes: (session, feeds, rows of its output to keep) per call."""
         session = self._decoder_session(graph)
         total = coords.shape[0]
         size = graph.batch_size or total
-        parts = []
+        calls = []
         for start in range(0, total, size):
             stop = min(start + size, total)
             pad = size - (stop - start)
@@ -576,9 +585,8 @@ class SamPredictor:
             feeds = self._feeds(graph, session, current, *chunk)
             if masks is not None:
                 feeds["has_mask_input"] = np.ones(size, np.float32)
-            out = session.run(feeds)
-            parts.append((out[session.output_names[0]][:size - pad], out[session.output_names[1]][:size - pad]))
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            calls.append((session, feeds, size - pad))
+        return calls
 
     def _prompt_rows(self, point_coords, point_labels, box, geometry) -> tuple[np.ndarray, np.ndarray]:
         """User prompts -> decoder rows (1, N, 2), (1, N) in the model frame (processing.prompt_rows)."""
@@ -631,6 +639,18 @@ class SamPredictor:
         graph = self.decoder_graph(coords.shape[1] - 1, mask is not None)
         session = self._decoder_session(graph)
         return session, self._feeds(graph, session, current, coords, labels, mask)
+
+    def prepared_decode_batch(self, point_coords: np.ndarray, point_labels: np.ndarray
+                              ) -> list[tuple[Session, dict[str, np.ndarray]]] | None:
+        """The graph calls predict_batch(point_coords (B, N, 2), point_labels (B, N)) makes on the current
+        image, with exactly its feeds, so benchmarks can time the graph alone; None where predict_batch runs
+        one predict() per prompt (prepared_decode times that)."""
+        current = self._require_image()
+        coords, labels = self._batch_rows(current, np.asarray(point_coords), np.asarray(point_labels), None)
+        graph = self.batch_decoder_graph(coords.shape[1] - 1)
+        if graph is None:
+            return None
+        return [(session, feeds) for session, feeds, _ in self._batch_calls(graph, current, coords, labels, None)]
 
     @property
     def encoder_session(self) -> Session:

@@ -53,8 +53,13 @@ def markdown(result: dict) -> str:
                   "per-round differences, ms:", ""]
         for r in spread_runs:
             med, spread = r["predict_overhead_ms"], r["predict_overhead_spread_ms"]
+            order = [*kinds, *(k for k in spread if k not in kinds)]  # + predict_batch's (batch16)
             lines.append(f"- {r['id']}: " + ", ".join(
-                f"{k} {med[k]:+.1f} [{spread[k][0]:+.1f}, {spread[k][1]:+.1f}]" for k in kinds if k in spread))
+                f"{k} {med[k]:+.1f} [{spread[k][0]:+.1f}, {spread[k][1]:+.1f}]" for k in order if k in spread))
+            for k in order[len(kinds):]:
+                if f"predict_{k}" in r["stages"]:
+                    lines.append(f"  - {k}: predict_batch {_ms(r, f'predict_{k}')}, its graph "
+                                 f"{_ms(r, f'decoder_{k}')}, upsampling {_ms(r, f'postprocess_{k}')}")
     lines += ["", "Breakdown (graphs alone; decoder = the graph predict() runs for that prompt, named in the JSON's "
               "decoder_graphs_used: the split decoder's prompt graphs where the bundle has them; context = the split "
               "decoder's per-image graph, run in set_image):", "",

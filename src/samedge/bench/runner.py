@@ -206,6 +206,10 @@ def bench_samedge(target: BenchTarget, cfg: BenchConfig, image: np.ndarray, peak
             overhead_spread[kind] = [float(v) for v in np.percentile(paired, [10, 90])]
             graphs[kind] = predictor.decoder_graph(dfeed["point_coords"].shape[1] - 1,
                                                    mask_input="mask_input" in kwargs).file
+        batch = _bench_predict_batch(predictor, hw, geom, cfg.plan)
+        if batch is not None:  # predict_batch on one graph call (the dynamic prompt graph), timed the same way
+            kind, batch_stages, overhead[kind], overhead_spread[kind], graphs[kind] = batch
+            stages.update(batch_stages)
         stages["postprocess"] = _stats(time_calls(post[True], cfg.plan))
         stages["postprocess_single"] = _stats(time_calls(post[False], cfg.plan))
         one = prompt_kwargs("1pt", hw)
@@ -236,6 +240,33 @@ def bench_samedge(target: BenchTarget, cfg: BenchConfig, image: np.ndarray, peak
         "roofline": _roofline(stages, _flops(bundle, 2, predictor.uses_split_decoder), peak_gflops),
         "fidelity": _fidelity(bundle, target.backend, target.device, target.precision),
     }
+
+
+BATCH_PROMPTS = 16  # predict_batch's row: 16 one-click prompts on a 4 x 4 grid, 3 masks each
+
+
+def _bench_predict_batch(predictor, hw: tuple[int, int], geom, plan: TimingPlan):
+    """predict_batch of BATCH_PROMPTS one-click prompts: its graph call(s), predict_batch and the upsampling of
+    its (B, 3, 256, 256) logits in interleaved rounds, like the single prompts; None where predict_batch runs
+    one predict() per prompt (no batched graph: the single-prompt rows already time that)."""
+    h, w = hw
+    grid = (np.arange(4) + 0.5) / 4
+    coords = np.stack(np.meshgrid(grid * w, grid * h), -1).reshape(BATCH_PROMPTS, 1, 2)
+    labels = np.ones((BATCH_PROMPTS, 1), int)
+    calls = predictor.prepared_decode_batch(coords, labels)
+    if calls is None:
+        return None
+    _, _, low_res = predictor.predict_batch(coords, labels)
+    threshold = predictor.bundle.manifest.mask_threshold
+    graph_ms, predict_ms, post_ms = time_interleaved(
+        [lambda: [session.run(feeds) for session, feeds in calls], lambda: predictor.predict_batch(coords, labels),
+         lambda: processing.postprocess_masks(low_res, geom) > threshold], plan)
+    kind = f"batch{BATCH_PROMPTS}"
+    paired = np.asarray(predict_ms) - np.asarray(graph_ms) - np.asarray(post_ms)
+    stages = {f"decoder_{kind}": _stats(graph_ms), f"predict_{kind}": _stats(predict_ms),
+              f"postprocess_{kind}": _stats(post_ms)}
+    return (kind, stages, float(np.median(paired)), [float(v) for v in np.percentile(paired, [10, 90])],
+            predictor.batch_decoder_graph().file)
 
 
 def bench_official_onnx(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, threads: int | None,
