@@ -93,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "or checked against it). coreml needs --decoder-points")
     ex.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     ex.add_argument("--jobs", type=int, default=None,
-                    help="graph exports run side by side, this many at a time (default: the usable cores, at "
-                         "most 4; 1: one after another). Each holds its own trace in memory")
+                    help="graph exports run side by side in forked workers, this many at a time (default 1: one after "
+                         "another; forked workers have hung once, see export/side_by_side.py). Each holds its own trace")
     ex.add_argument("--no-progress", action="store_true")
 
     cv = sub.add_parser("convert", help="add OpenVINO IR and/or CoreML graphs to an existing bundle")
@@ -108,8 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--parity-images", type=int, default=3)
     cv.add_argument("--overwrite", action="store_true", help="replace graphs of that format already there")
     cv.add_argument("--jobs", type=int, default=None,
-                    help="CoreML graphs convert side by side, this many at a time (default: the usable cores, "
-                         "at most 4; 1: one after another)")
+                    help="CoreML graphs convert side by side, this many at a time (default 1: one after another)")
 
     fi = sub.add_parser("fidelity", help="parity report of one backend x device x precision vs PyTorch fp32")
     fi.add_argument("bundle", type=Path)

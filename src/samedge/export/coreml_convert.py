@@ -39,7 +39,7 @@ class CoreMLConfig:
     fp32_ops: tuple[str, ...] = DEFAULT_FP32_OPS
     minimum_deployment_target: str = "iOS16"  # ML Program with fp16 I/O support; macOS 13
     skip_passes: tuple[str, ...] = ()  # coremltools graph passes to leave out (see quantize.coreml_quantize)
-    jobs: int | None = None  # graphs converted side by side (export/side_by_side.py); None: usable cores, <= 4
+    jobs: int | None = None  # graphs converted side by side (export/side_by_side.py); None: default_jobs() (1)
 
     def __post_init__(self) -> None:
         if not self.decoder_points:

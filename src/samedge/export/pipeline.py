@@ -48,8 +48,8 @@ class ExportConfig:
     # Backend formats beside ONNX (always exported: every other format is converted from it or checked
     # against it): "openvino" (IR) and/or "coreml" (.mlpackage, static decoders = decoder_points).
     formats: tuple[str, ...] = ()
-    # Graph exports run side by side, this many at a time (export/side_by_side.py); None: the usable cores,
-    # at most 4; 1: one after another in this process.
+    # Graph exports run side by side, this many at a time (export/side_by_side.py); None: default_jobs(),
+    # which is 1 (one after another in this process) since forked workers hung once.
     jobs: int | None = None
 
 

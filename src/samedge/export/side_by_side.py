@@ -14,7 +14,6 @@ import sys
 import time
 from typing import Callable, Sequence
 
-from ..cpu import usable_cores
 from ..errors import InputError
 
 # The tasks of the run in progress, read by the forked workers (a task is a closure over the model: it is
@@ -23,8 +22,10 @@ _TASKS: Sequence[Callable[[], object]] = ()
 
 
 def default_jobs() -> int:
-    """Usable cores, at most 4 (each export holds a traced copy of its graph; more rarely pays off)."""
-    return max(1, min(usable_cores(), 4))
+    """1: one after another, in this process. A clean-clone CI run (2026-12-03) hung with two forked export
+    workers asleep on a futex: a lock held by one of the parent's threads (ORT / OpenVINO / torch pools) when
+    it forked. Until the workers start from a clean process, side by side is opt-in (--jobs N)."""
+    return 1
 
 
 def can_fork() -> bool:
