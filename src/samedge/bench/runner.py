@@ -201,9 +201,7 @@ def bench_samedge(target: BenchTarget, cfg: BenchConfig, image: np.ndarray, peak
                 cfg.plan)
             stages[f"decoder_{kind}"] = _stats(graph_ms)
             stages[f"predict_{kind}"] = _stats(predict_ms)
-            paired = np.asarray(predict_ms) - np.asarray(graph_ms) - np.asarray(post_ms)
-            overhead[kind] = float(np.median(paired))
-            overhead_spread[kind] = [float(v) for v in np.percentile(paired, [10, 90])]
+            overhead[kind], overhead_spread[kind] = _paired_overhead(predict_ms, graph_ms, post_ms)
             graphs[kind] = predictor.decoder_graph(dfeed["point_coords"].shape[1] - 1,
                                                    mask_input="mask_input" in kwargs).file
         batch = _bench_predict_batch(predictor, hw, geom, cfg.plan)
@@ -262,11 +260,15 @@ def _bench_predict_batch(predictor, hw: tuple[int, int], geom, plan: TimingPlan)
         [lambda: [session.run(feeds) for session, feeds in calls], lambda: predictor.predict_batch(coords, labels),
          lambda: processing.postprocess_masks(low_res, geom) > threshold], plan)
     kind = f"batch{BATCH_PROMPTS}"
-    paired = np.asarray(predict_ms) - np.asarray(graph_ms) - np.asarray(post_ms)
     stages = {f"decoder_{kind}": _stats(graph_ms), f"predict_{kind}": _stats(predict_ms),
               f"postprocess_{kind}": _stats(post_ms)}
-    return (kind, stages, float(np.median(paired)), [float(v) for v in np.percentile(paired, [10, 90])],
-            predictor.batch_decoder_graph().file)
+    return (kind, stages, *_paired_overhead(predict_ms, graph_ms, post_ms), predictor.batch_decoder_graph().file)
+
+
+def _paired_overhead(predict_ms, graph_ms, post_ms) -> tuple[float, list[float]]:
+    """predict - graph - postprocess per interleaved round: its median and [p10, p90] (ms)."""
+    paired = np.asarray(predict_ms) - np.asarray(graph_ms) - np.asarray(post_ms)
+    return float(np.median(paired)), [float(v) for v in np.percentile(paired, [10, 90])]
 
 
 def bench_official_onnx(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, threads: int | None,
