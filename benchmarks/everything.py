@@ -11,6 +11,9 @@
 
 Each row: seconds per image (median of --repeats), stage breakdown, candidates left after each filter,
 prompts/s and masks/s, and the agreement with the official output (count, matched at IoU >= 0.99, score errors).
+The official row takes minutes and a VM's speed drifts within them, so each samedge exact row also runs once just
+before it: its "vs official eager" ratio is the official time over the median of samedge's runs before and after
+the official one, and the two one-sided ratios are printed beside it (far apart: the machine changed speed).
 
 Random weights make the official thresholds degenerate (DESIGN.md), so the thresholds are calibrated here on the
 model's own score scale to keep about --target-masks masks of the 3 x points^2 candidates, as SAM with trained
@@ -129,7 +132,7 @@ def main() -> int:
 
     def record(name: str, backend: str, records, times, stats=None, **extra):
         row = {"run": name, "backend": backend, "seconds_p50": statistics.median(times),
-               "seconds_spread": [min(times), max(times)], "repeats": len(times), "masks": len(records), **extra}
+               "seconds_spread": [min(times), max(times)], "seconds_all": times, "repeats": len(times), "masks": len(records), **extra}
         if stats is not None:
             s = stats.to_dict()
             row.update(stages_ms={k: round(v, 1) for k, v in s.pop("stages_ms").items()},
@@ -139,27 +142,39 @@ def main() -> int:
         outputs[name] = records
         print(f"{name:32s} {row['seconds_p50']:8.2f} s  {len(records)} masks", flush=True)
 
+    backends = args.backends.split(",")
+    predictors = {}
+    for backend in backends:
+        predictor = SamPredictor(bundle, backend, embedding_cache_size=0)
+        predictor.set_image(image)
+        warm_up(predictor)
+        predictors[backend] = predictor
+    before = {}
     if not args.skip_official:
         import torch
         from segment_anything import SamAutomaticMaskGenerator as Official
 
         from samedge.models import build_sam, randomize_weights
+        # The official row takes minutes and this VM's speed drifts: each exact row also runs once before it,
+        # so its ratio uses samedge timed on both sides of the official run (a drift shows as before != after).
+        for backend in backends:
+            gen = SamAutomaticMaskGenerator(predictors[backend], **params)
+            before[backend] = timed(lambda: gen.generate(image), 1)[1]
         torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
         sam = official_sam(randomize_weights(build_sam(args.model), seed=0))
         with torch.no_grad():
             recs, times = timed(lambda: Official(sam, **params).generate(image), args.repeats)
         record("official (PyTorch eager)", "torch", recs, times)
-    for backend in args.backends.split(","):
-        predictor = SamPredictor(bundle, backend, embedding_cache_size=0)
-        predictor.set_image(image)
-        warm_up(predictor)
+    for backend in backends:
+        predictor = predictors[backend]
         runs = [("samedge exact", {}), ("samedge fast", {"fast": True})]
-        if backend == args.backends.split(",")[0]:
+        if backend == backends[0]:
             runs.insert(1, ("samedge exact, upscale first", {"upscale_first": True}))
         for name, extra in runs:
             gen = SamAutomaticMaskGenerator(predictor, **params, **extra)
             recs, times = timed(lambda: gen.generate(image), args.repeats)
-            record(f"{name} [{backend}]", backend, recs, times, gen.last_stats)
+            bracket = {"seconds_before_official": before[backend]} if name == "samedge exact" and backend in before else {}
+            record(f"{name} [{backend}]", backend, recs, times, gen.last_stats, **bracket)
     reference = "official (PyTorch eager)" if "official (PyTorch eager)" in outputs else next(
         k for k in outputs if k.startswith("samedge exact ["))
     exact_key = {b: f"samedge exact [{b}]" for b in args.backends.split(",")}
@@ -177,6 +192,11 @@ def main() -> int:
         if "official" in reference:
             base = next(r["seconds_p50"] for r in rows if r["run"] == reference)
             row["speedup_vs_official_eager"] = base / row["seconds_p50"]
+            if "seconds_before_official" in row:  # the ratio over samedge's runs on both sides of the official one
+                both = row["seconds_before_official"] + row["seconds_all"]
+                row["speedup_vs_official_eager"] = base / statistics.median(both)
+                row["speedup_before_after"] = [base / statistics.median(row["seconds_before_official"]),
+                                               base / row["seconds_p50"]]
     result = {"model": args.model, "image": f"{args.image} {image.shape[1]}x{image.shape[0]}", "cpu": f"{cpuinfo().get('model name', '?')}, {len(__import__('os').sched_getaffinity(0))} cores, "
                                                                               f"{cpu_capabilities().label}",
               "weights": "RANDOM (seed 0): timings and agreement are real, the masks are meaningless",
@@ -207,6 +227,8 @@ def markdown(result: dict) -> str:
         else:
             agree_text = "reference"
         speed = f"{r['speedup_vs_official_eager']:.2f}x" if "speedup_vs_official_eager" in r else "-"
+        if "speedup_before_after" in r:
+            speed += " (timed before / after it: {:.2f}x / {:.2f}x)".format(*r["speedup_before_after"])
         pps = f"{r['prompts_per_s']:.0f}" if "prompts_per_s" in r else "-"
         counts_row = r.get("counts", {})
         decoded = f"{counts_row['mask_decoded_prompts']}/{counts_row['prompts']}" if "mask_decoded_prompts" in counts_row \
