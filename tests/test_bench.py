@@ -54,6 +54,15 @@ def test_time_interleaved_takes_the_calls_in_rounds():
         time_interleaved([], TimingPlan())
 
 
+def test_paired_ratio_is_taken_per_round():
+    from samedge.bench.paired import paired_ratio
+    # round 3 is slow on both sides (the machine drifted): per round official / samedge = 2.5, 1.5, 3.0
+    r = paired_ratio([10.0, 20.0, 30.0], [25.0, 30.0, 90.0])
+    assert r.ratio == 2.5 and r.rounds == 3
+    assert r.ratio_p10 == pytest.approx(1.7) and r.ratio_p90 == pytest.approx(2.9)
+    assert (r.samedge_p50_ms, r.official_p50_ms) == (20.0, 30.0)  # the unpaired ratio of p50s would say 1.5
+
+
 def test_flops_of_matmul_gemm_and_conv(tmp_path):
     nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]),
              helper.make_node("Conv", ["img", "k"], ["c"], pads=[1, 1, 1, 1]),
@@ -157,6 +166,18 @@ def test_bench_cli_json_schema_table_plots_and_gate(tiny_bundle, tmp_path, capsy
     table = (out / "bench.md").read_text()
     assert "| tiny/onnxruntime-cpu-default |" in table and "unavailable:" in table
     assert "batch16: predict_batch" in table
+    # predict() and end to end against the official export, both timed in the same rounds
+    paired = ours["paired_vs_official"]
+    assert set(paired) == {"baseline", "1pt", "2pt", "5pt", "box", "mask", "end_to_end"}
+    assert paired["baseline"] == "official-onnx"
+    for kind, p in paired.items():
+        if kind != "baseline":
+            assert p["rounds"] == 3 and p["ratio_p10"] <= p["ratio"] <= p["ratio_p90"]
+            assert p["samedge_p50_ms"] > 0 and p["official_p50_ms"] > 0
+    # end to end runs the encoder on both sides: slower than a prompt on both sides
+    assert paired["end_to_end"]["samedge_p50_ms"] > paired["1pt"]["samedge_p50_ms"]
+    assert paired["end_to_end"]["official_p50_ms"] > paired["1pt"]["official_p50_ms"]
+    assert "timed in the same rounds" in table and "tiny/onnxruntime-cpu-default vs official-onnx: 1pt " in table
     assert (out / "stages.png").read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()
     # the gate: against a reference where samedge was 3x slower (relative to the same-run baseline) it passes,

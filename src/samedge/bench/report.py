@@ -60,6 +60,17 @@ def markdown(result: dict) -> str:
                 if f"predict_{k}" in r["stages"]:
                     lines.append(f"  - {k}: predict_batch {_ms(r, f'predict_{k}')}, its graph "
                                  f"{_ms(r, f'decoder_{k}')}, upsampling {_ms(r, f'postprocess_{k}')}")
+    paired_runs = [r for r in result["runs"] if r.get("paired_vs_official")]
+    if paired_runs:  # the ratios that carry no drift: both sides timed in the same rounds
+        lines += ["", "predict() and end to end against the official export on the same backend, timed in the same "
+                  "rounds (each round: samedge's call, then the official one): median [p10, p90] of the per-round "
+                  "ratios official / samedge:", ""]
+        for r in paired_runs:
+            pr = r["paired_vs_official"]
+            lines.append(f"- {r['id']} vs {pr['baseline']}: " + ", ".join(
+                f"{k} {pr[k]['ratio']:.2f}x [{pr[k]['ratio_p10']:.2f}, {pr[k]['ratio_p90']:.2f}] "
+                f"({pr[k]['samedge_p50_ms']:.1f} vs {pr[k]['official_p50_ms']:.1f} ms)"
+                for k in [*kinds, "end_to_end"] if k in pr))
     lines += ["", "Breakdown (graphs alone; decoder = the graph predict() runs for that prompt, named in the JSON's "
               "decoder_graphs_used: the split decoder's prompt graphs where the bundle has them; context = the split "
               "decoder's per-image graph, run in set_image):", "",

@@ -272,7 +272,8 @@ def _paired_overhead(predict_ms, graph_ms, post_ms) -> tuple[float, list[float]]
 
 
 def bench_official_onnx(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, threads: int | None,
-                        peak_gflops: float | None, backend: str = "onnxruntime") -> dict:
+                        peak_gflops: float | None, backend: str = "onnxruntime",
+                        official_decoder: Path | None = None) -> dict:
     """fp32 encoder ONNX + the official-style decoder (in-graph upsampling), a plain session of `backend`
     (onnxruntime, or openvino: so samedge's OpenVINO rows meet the same graph on the same backend), numpy pre."""
     from ..export.rebuild import model_for_manifest
@@ -282,8 +283,9 @@ def bench_official_onnx(bundle_path: Path, cfg: BenchConfig, image: np.ndarray, 
     geom = processing.geometry_for(*image.shape[:2], m.image_size, square=m.processing.resize == "square")
     feature_names = [t.name for t in m.encoder.outputs]
     with tempfile.TemporaryDirectory() as tmp:
-        dec_path = export_official_decoder(model_for_manifest(m, cfg.checkpoint), Path(tmp) / "official_decoder.onnx",
-                                           geom.original_hw, geom.input_hw, geom.square)
+        dec_path = official_decoder or export_official_decoder(
+            model_for_manifest(m, cfg.checkpoint), Path(tmp) / "official_decoder.onnx", geom.original_hw,
+            geom.input_hw, geom.square)
         with PeakMemory() as mem:
             t0 = time.perf_counter()
             enc, version = open_plain(bundle.file(m.encoder), backend, threads)
@@ -418,11 +420,13 @@ def run_bench(targets: list[BenchTarget], cfg: BenchConfig, on_step=lambda s: No
     unavailable with the reason, never dropped."""
     machine = machine_info()
     name, image = load_image(cfg.image)
-    runs, unavailable = [], []
+    runs, unavailable, measured = [], [], []
+    tmp = tempfile.TemporaryDirectory()  # the official decoder, exported once per model for every baseline
     for t in targets:
         on_step(t.run_id)
         try:
             runs.append(bench_samedge(t, cfg, image, machine.peak_gflops_fp32))
+            measured.append(t)
         except SamEdgeError as exc:
             unavailable.append({"id": t.run_id, "bundle": str(t.bundle), "backend": t.backend, "device": t.device,
                                 "precision": t.precision, "reason": f"{type(exc).__name__}: {exc}"})
@@ -438,8 +442,14 @@ def run_bench(targets: list[BenchTarget], cfg: BenchConfig, on_step=lambda s: No
                 unavailable.append({"id": f"{mt}/baselines", "reason": "no fp32 bundle of this model among the "
                                     "targets (the baselines are built from its fp32 ONNX graphs)"})
                 continue
-            for label, fn in (("baseline-official-onnx", bench_official_onnx),
-                              ("baseline-official-openvino", partial(bench_official_onnx, backend="openvino")),
+            try:
+                official = _export_official_decoder(fp32, cfg, image, Path(tmp.name) / f"{mt}-official_decoder.onnx")
+            except (SamEdgeError, ImportError) as exc:
+                unavailable.append({"id": f"{mt}/baselines", "reason": f"{type(exc).__name__}: {exc}"})
+                continue
+            for label, fn in (("baseline-official-onnx", partial(bench_official_onnx, official_decoder=official)),
+                              ("baseline-official-openvino", partial(bench_official_onnx, backend="openvino",
+                                                                     official_decoder=official)),
                               ("baseline-pytorch", bench_pytorch),
                               ("baseline-pytorch-cuda", partial(bench_pytorch, device="cuda"))):
                 if label == "baseline-pytorch-cuda" and not any(t.device == "gpu" for t in targets):
@@ -451,12 +461,44 @@ def run_bench(targets: list[BenchTarget], cfg: BenchConfig, on_step=lambda s: No
                     runs.append(fn(fp32, cfg, image, threads, machine.peak_gflops_fp32))
                 except (SamEdgeError, ImportError) as exc:
                     unavailable.append({"id": f"{mt}/{label}", "reason": f"{type(exc).__name__}: {exc}"})
+            for t, r in zip(measured, runs):
+                if r["model_type"] == mt and t.backend in PAIRED_BACKENDS and t.device == "cpu":
+                    on_step(f"{t.run_id} paired with the official export")
+                    try:
+                        r["paired_vs_official"] = _paired(t, fp32, official, cfg, image)
+                    except SamEdgeError as exc:
+                        unavailable.append({"id": f"{t.run_id}/paired", "reason": f"{type(exc).__name__}: {exc}"})
+    tmp.cleanup()
     result = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
               "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine.to_dict(), "image": {"name": name, "shape": list(image.shape)},
               "timing": asdict(cfg.plan), "runs": runs, "unavailable": unavailable}
     add_speedups(result)
     return result
+
+
+PAIRED_BACKENDS = ("onnxruntime", "openvino")  # where the official export runs as a plain session
+
+
+def _export_official_decoder(fp32: Path, cfg: BenchConfig, image: np.ndarray, out: Path) -> Path:
+    from ..export.rebuild import model_for_manifest
+    from .baselines import export_official_decoder
+    m = load_bundle(fp32, warn_random=False).manifest
+    geom = processing.geometry_for(*image.shape[:2], m.image_size, square=m.processing.resize == "square")
+    return export_official_decoder(model_for_manifest(m, cfg.checkpoint), out, geom.original_hw, geom.input_hw,
+                                   geom.square)
+
+
+def _paired(target: BenchTarget, fp32: Path, official: Path, cfg: BenchConfig, image: np.ndarray) -> dict:
+    """predict() and end to end of the target against the official export on its backend, in the same rounds."""
+    from ..predictor import SamPredictor
+    from .paired import bench_paired
+    predictor = SamPredictor(target.bundle, target.backend, target.device, threads=target.threads,
+                             precision=target.precision, embedding_cache_size=0)
+    try:
+        return bench_paired(predictor, fp32, official, image, cfg.prompts, cfg.plan, target.threads)
+    finally:
+        predictor.close()
 
 
 SPEEDUP_STAGES = ("encoder", "predict_1pt", "predict_2pt", "predict_5pt", "predict_box", "predict_mask",
