@@ -13,10 +13,10 @@ import pytest
 
 from samedge import SamPredictor
 from samedge.bundle import load_bundle
-from samedge.errors import BackendUnavailableError, BundleError, InputError
+from samedge.errors import BackendUnavailableError, BundleError, InputError, RunInterrupted
 from samedge.export.convert import ConvertConfig, add_formats, measure_fidelity
 from samedge.export.coreml_convert import DEFAULT_FP32_OPS
-from samedge.runtimes import SessionOptions, list_devices, open_session
+from samedge.runtimes import Interrupt, SessionOptions, list_devices, open_session
 from samedge.runtimes.selection import choose
 
 
@@ -356,12 +356,17 @@ class _CountingEncoder:
         self.gate.set()
         self.started = threading.Event()
 
-    def run(self, feeds):
+    def run(self, feeds, interrupt=None):
         self.calls += 1
         if threading.current_thread().name.startswith("samedge-encoder"):
             self.started.set()
-            assert self.gate.wait(60)
-        return self.inner.run(feeds)
+            for _ in range(6000):  # up to 60 s, as a long encode would: stoppable by its interrupt
+                if self.gate.wait(0.01) or (interrupt is not None and interrupt.is_set):
+                    break
+            if interrupt is not None:
+                interrupt.check("held encode")
+            assert self.gate.is_set()
+        return self.inner.run(feeds, interrupt)
 
 
 def _counting(p: SamPredictor) -> _CountingEncoder:
@@ -422,7 +427,7 @@ def test_an_encoder_that_outputs_nan_is_a_bundle_error(tiny_bundle, samples):
     class NanEncoder:
         input_names, output_names, info = p._encoder.input_names, p._encoder.output_names, p._encoder.info
 
-        def run(self, feeds):
+        def run(self, feeds, interrupt=None):
             return {self.output_names[0]: np.full((1, 256, 64, 64), np.nan, np.float32)}
     p._encoder = NanEncoder()
     with pytest.raises(BundleError, match="encoder of .* output contains NaN or Inf"):
@@ -481,6 +486,80 @@ def test_a_stale_async_result_never_replaces_a_newer_image(tiny_bundle, samples)
     future.result(timeout=60)
     assert not p.is_image_set  # reset wins over the result that was in flight
     p.close()
+
+
+def test_preempt_stops_a_running_encode_and_encodes_the_new_image_at_once(tiny_bundle, samples):
+    p = SamPredictor(tiny_bundle, embedding_cache_size=0)
+    enc = _counting(p)
+    enc.gate.clear()
+    old = p.set_image_async(_photo(samples, 0))
+    assert enc.started.wait(30)  # running, held at the gate as a long encode would be
+    newer = p.set_image_async(_photo(samples, 1), preempt=True)
+    with pytest.raises(RunInterrupted, match="interrupted"):
+        old.result(timeout=30)  # stopped while running, without the gate ever opening
+    enc.gate.set()
+    item = newer.result(timeout=60)
+    assert p.current is item and p.original_size == _photo(samples, 1).shape[:2]
+    sync = SamPredictor(tiny_bundle)
+    sync.set_image(_photo(samples, 1))
+    np.testing.assert_array_equal(item.embedding, sync.get_image_embedding())
+    # without preempt a running encode finishes, and a finished one is not touched by a later preempt
+    enc.gate.clear()
+    enc.started.clear()
+    first = p.set_image_async(_photo(samples, 0))
+    assert enc.started.wait(30)
+    second = p.set_image_async(_photo(samples, 1))
+    enc.gate.set()
+    assert first.result(timeout=60).geometry.original_hw == _photo(samples, 0).shape[:2]
+    second.result(timeout=60)
+    third = p.set_image_async(_photo(samples, 0), preempt=True)
+    assert third.result(timeout=60) is p.current and second.exception() is None
+    with pytest.raises(InputError, match="preempt"):
+        p.set_image_async(_photo(samples, 0), preempt="yes")
+    p.close()
+
+
+def _slow_graph(path: Path, matmuls: int = 60, dim: int = 1024) -> np.ndarray:
+    """A chain of dim x dim matmuls (seconds on one core): an input that can be stopped mid-run."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    w = numpy_helper.from_array(np.eye(dim, dtype=np.float32), "W")  # identity: the output equals the input
+    nodes = [helper.make_node("MatMul", [f"y{i - 1}" if i else "x", "W"], [f"y{i}"]) for i in range(matmuls)]
+    graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [dim, dim])],
+                              [helper.make_tensor_value_info(f"y{matmuls - 1}", TensorProto.FLOAT, [dim, dim])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, path)
+    return np.random.default_rng(0).random((dim, dim), dtype=np.float32)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_an_interrupt_stops_a_run_in_the_middle_and_the_session_keeps_working(backend, tmp_path):
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    x = _slow_graph(tmp_path / "slow.onnx")
+    session = open_session(tmp_path / "slow.onnx", backend, "cpu", SessionOptions(threads=1))
+    interrupt, outcome = Interrupt(), {}
+
+    def run():
+        try:
+            outcome["out"] = session.run({"x": x}, interrupt)
+        except RunInterrupted as exc:
+            outcome["error"] = exc
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(0.3)  # 60 GFLOP-scale chain on one thread: seconds, so it is still running here
+    assert worker.is_alive()
+    interrupt.set()
+    worker.join(60)
+    assert not worker.is_alive() and "out" not in outcome and "slow.onnx" in str(outcome["error"])
+    with pytest.raises(RunInterrupted):  # a set Interrupt refuses to start a run
+        session.run({"x": x}, interrupt)
+    fresh = Interrupt()
+    out = session.run({"x": x}, fresh)  # the session is usable again, and gives the right numbers
+    fresh.set()  # set after its run ended: touches nothing
+    np.testing.assert_allclose(out[session.output_names[0]], x, rtol=1e-6)
+    np.testing.assert_allclose(session.run({"x": x})[session.output_names[0]], x, rtol=1e-6)
 
 
 def test_cli_convert_fidelity_and_run_on_openvino(tiny_bundle, tmp_path, capsys):

@@ -297,10 +297,10 @@ def test_a_queued_async_request_is_cancelled_by_a_newer_one(tiny_bundle, samples
     gate, encoded = threading.Event(), []
     original = SamPredictor._encode
 
-    def slow(self, image, fmt):
+    def slow(self, image, fmt, interrupt=None):
         gate.wait(10)
         encoded.append(image.shape)
-        return original(self, image, fmt)
+        return original(self, image, fmt, interrupt)
     monkeypatch.setattr(SamPredictor, "_encode", slow)
     first = p.set_image_async(samples[0].rgb)  # running, waits on the gate
     stale = p.set_image_async(samples[1].rgb)  # queued

@@ -5,13 +5,13 @@ Importing samedge imports neither torch nor any inference backend; those load on
 from __future__ import annotations
 
 from .errors import (BackendUnavailableError, BundleError, CheckpointError, DownloadError, ExportError,
-                     InputError, ManifestVersionError, ParityError, SamEdgeError)
+                     InputError, ManifestVersionError, ParityError, RunInterrupted, SamEdgeError)
 
 __version__ = "0.1.0"
 
 __all__ = ["SamPredictor", "SamAutomaticMaskGenerator", "load_bundle", "SamEdgeError", "InputError", "BundleError", "ManifestVersionError",
            "CheckpointError", "DownloadError", "ExportError", "ParityError", "BackendUnavailableError",
-           "__version__"]
+           "RunInterrupted", "__version__"]
 
 
 def __getattr__(name: str):

@@ -38,5 +38,10 @@ class ParityError(ExportError):
         self.report = report or {}
 
 
+class RunInterrupted(SamEdgeError):
+    """A graph run was stopped on purpose before it finished (runtimes.Interrupt, e.g. set_image_async with
+    preempt=True superseding an encode); it has no result."""
+
+
 class BackendUnavailableError(SamEdgeError):
     """An optional backend library or device is not available; the message names the pip extra."""

@@ -23,7 +23,8 @@ from .families import SAM2_HIGH_RES_SHAPES
 from .contract import MASK_STATE, PROMPT_INPUTS
 from .cpu import usable_cores
 from .manifest import GraphInfo
-from .runtimes import Session, SessionOptions, backend_module, check_device, check_session_io, open_session
+from .runtimes import (Interrupt, Session, SessionOptions, backend_module, check_device, check_session_io,
+                       open_session)
 from .runtimes.selection import Choice, choose
 from .validation import check_box, check_flag, check_image, check_mask_input, check_points
 
@@ -126,6 +127,7 @@ class SamPredictor:
         self._open_lock = threading.Lock()  # decoder sessions open lazily, possibly from two threads at once
         self._executor: ThreadPoolExecutor | None = None
         self._latest_request: Future | None = None  # the newest set_image_async request
+        self._latest_interrupt = Interrupt()  # stops the newest request's encode (set_image_async preempt)
         self._generation = 0  # bumped by every set_image*/reset; a stale async result never overwrites a newer one
         self._applied_generation = 0
         self._scores_on_loan: weakref.ref | None = None  # the last ScoredPrompts whose state is borrowed
@@ -174,28 +176,39 @@ class SamPredictor:
         generation = self._next_generation()
         self._apply(self._encode(image, image_format), generation)
 
-    def set_image_async(self, image: np.ndarray, image_format: str = "RGB") -> Future[ImageEmbedding]:
+    def set_image_async(self, image: np.ndarray, image_format: str = "RGB", *,
+                        preempt: bool = False) -> Future[ImageEmbedding]:
         """Start encoding on a background thread and return at once; predict() keeps using the previous
         image until this one is ready, then switches to it (unless a newer set_image* came first).
         The image is validated now and copied, so the caller may reuse its frame buffer. A request still
         queued when a newer one arrives is cancelled (its future says so): the encoder never works on a stale
-        frame."""
+        frame.
+
+        preempt=True also stops an encode already running for an older request, within one graph node
+        (ONNX Runtime, OpenVINO; CoreML only refuses a run not yet started): that request's future raises
+        RunInterrupted and this one starts at once. For when the older frame is worthless, e.g. after a scene
+        cut. Not for every frame: frames that come faster than the encoder would then never finish one."""
         image = np.array(check_image(image, image_format, self.bundle.manifest.image_size), copy=True)
+        check_flag(preempt, "preempt")
         generation = self._next_generation()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samedge-encoder")
+        interrupt = Interrupt()
 
         def work() -> ImageEmbedding:
-            item = self._encode(image, image_format)
+            item = self._encode(image, image_format, interrupt)
             self._apply(item, generation)
             return item
         with self._lock:
             if self._latest_request is not None:
-                self._latest_request.cancel()  # only succeeds while it waits; a running encode finishes
+                self._latest_request.cancel()  # only succeeds while it waits
+                if preempt:
+                    self._latest_interrupt.set()  # a running encode stops too (a finished one is unaffected)
             future = self._latest_request = self._executor.submit(work)
+            self._latest_interrupt = interrupt
         return future
 
-    def _encode(self, image: np.ndarray, image_format: str) -> ImageEmbedding:
+    def _encode(self, image: np.ndarray, image_format: str, interrupt: Interrupt | None = None) -> ImageEmbedding:
         key = image_key(image, image_format) if self.embedding_cache.capacity else None
         cached = self.embedding_cache.get(key) if key else None
         if cached is not None:
@@ -205,7 +218,7 @@ class SamPredictor:
             image = np.ascontiguousarray(image[..., ::-1])
         m = self.bundle.manifest
         model_input, geom = processing.preprocess_for(image, m)
-        outputs = self._encoder.run({self._encoder.input_names[0]: model_input})
+        outputs = self._encoder.run({self._encoder.input_names[0]: model_input}, interrupt)
         embedding = outputs[self._encoder.output_names[0]]
         features = self._extra_features(outputs)
         problem = self._embedding_problem(embedding) or self._features_problem(features)
@@ -214,7 +227,7 @@ class SamPredictor:
                               f"(precision {self._encoder.info.precision}); this graph/precision is broken")
         embedding.setflags(write=False)  # cached and shared: writing into it is an error, not a poisoned cache
         t1 = time.perf_counter()
-        context = self._image_context(embedding, features)
+        context = self._image_context(embedding, features, interrupt)
         t2 = time.perf_counter()
         item = ImageEmbedding(embedding, geom, key, (t2 - t0) * 1e3, context=context, context_ms=(t2 - t1) * 1e3,
                               features=features)
@@ -242,14 +255,14 @@ class SamPredictor:
                 return f"{name} contains NaN or Inf"
         return None
 
-    def _image_context(self, embedding: np.ndarray, features: dict[str, np.ndarray] | None
-                       ) -> dict[str, np.ndarray] | None:
+    def _image_context(self, embedding: np.ndarray, features: dict[str, np.ndarray] | None,
+                       interrupt: Interrupt | None = None) -> dict[str, np.ndarray] | None:
         """The split decoder's per-image products (read-only), or None without a split decoder. The context
         graph takes the family's per-image decoder inputs by name (SAM 2.1: the high-res features too)."""
         if self._context is None:
             return None
         given = {self.bundle.manifest.contract.feature_names[0]: embedding, **(features or {})}
-        out = self._context.run({name: given[name] for name in self._context.input_names})
+        out = self._context.run({name: given[name] for name in self._context.input_names}, interrupt)
         for value in out.values():
             value.setflags(write=False)
         return out

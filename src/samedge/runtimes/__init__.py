@@ -8,14 +8,16 @@ open_session(path, device, options).
 from __future__ import annotations
 
 import importlib
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from ..errors import BundleError, InputError
+from ..errors import BundleError, InputError, RunInterrupted
 
 BACKENDS = ("onnxruntime", "openvino", "coreml")
 DEVICES = ("cpu", "gpu", "npu")
@@ -69,14 +71,56 @@ class DeviceStatus:
     version: str | None = None
 
 
+class Interrupt:
+    """Stops one run of a Session from another thread: pass it to `run(feeds, interrupt=...)` and call `set()`.
+    The run raises RunInterrupted as soon as the backend can stop (ONNX Runtime: before its next node, through
+    RunOptions.terminate; OpenVINO: InferRequest.cancel, likewise between nodes; CoreML cannot stop a
+    prediction, so only a run that has not started yet is refused). Once set, it stays set: a run handed a set
+    Interrupt does not start. One Interrupt per request; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._set = False
+        self._hooks: list[Callable[[], None]] = []
+
+    def set(self) -> None:
+        with self._lock:  # hooks run under the lock, so none runs after its run has unhooked it
+            self._set = True
+            for hook in self._hooks:
+                hook()
+
+    @property
+    def is_set(self) -> bool:
+        return self._set
+
+    @contextmanager
+    def hooked(self, stop: Callable[[], None]):
+        """While the block runs, set() calls `stop` (and calls it at once if already set). A backend wraps
+        its run in this; after the block, set() no longer touches that run."""
+        with self._lock:
+            self._hooks.append(stop)
+            if self._set:
+                stop()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._hooks.remove(stop)
+
+    def check(self, what: str) -> None:
+        """Raise RunInterrupted if set (before a run starts, or after a backend's stopped run failed)."""
+        if self._set:
+            raise RunInterrupted(f"{what}: interrupted (Interrupt.set() was called) before it finished")
+
+
 class Session(Protocol):
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
     input_shapes: tuple[tuple[int | str, ...], ...]
     info: SessionInfo
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Outputs the caller owns."""
+    def run(self, feeds: dict[str, np.ndarray], interrupt: Interrupt | None = None) -> dict[str, np.ndarray]:
+        """Outputs the caller owns. With an Interrupt, another thread can stop the run (RunInterrupted)."""
         ...
 
     def run_borrowed(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendUnavailableError, BundleError, InputError
-from . import DEVICES, DeviceStatus, SessionInfo, SessionOptions
+from . import DEVICES, DeviceStatus, Interrupt, SessionInfo, SessionOptions
 
 log = logging.getLogger(__name__)
 FORMAT = "coreml"
@@ -58,6 +58,7 @@ class CoreMLSession:
             raise BackendUnavailableError("the Neural Engine (npu) exists only on Apple silicon; this Mac is "
                                           f"{platform.machine()}")
         units = getattr(ct.ComputeUnit, COMPUTE_UNITS[device])
+        self._name = Path(path).name
         try:
             self._model = ct.models.MLModel(str(path), compute_units=units)
         except Exception as exc:
@@ -73,8 +74,10 @@ class CoreMLSession:
                                 meta.get("samedge.compute_precision", "unknown"),
                                 {"precision_policy": meta.get("samedge.precision_policy")})
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feeds: dict[str, np.ndarray], interrupt: Interrupt | None = None) -> dict[str, np.ndarray]:
         with self._lock:
+            if interrupt is not None:  # CoreML cannot stop a prediction: only one not started yet is refused
+                interrupt.check(self._name)
             out = self._model.predict(feeds)
         return {name: np.asarray(out[name], np.float32) for name in self.output_names}
 

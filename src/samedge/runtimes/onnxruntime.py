@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendUnavailableError, BundleError, InputError
-from . import DEVICES, DeviceStatus, SessionInfo, SessionOptions
+from . import DEVICES, DeviceStatus, Interrupt, SessionInfo, SessionOptions
 
 log = logging.getLogger(__name__)
 FORMAT = "onnx"
@@ -114,6 +114,7 @@ class OrtSession:
             raise InputError(f"onnxruntime runs a graph at the precision it was exported or quantized in; "
                              f"precision={options.precision!r} is not a runtime option here (use "
                              "`samedge quantize` for fp16/int8 variants, or the openvino backend's hint)")
+        self._ort, self._name = ort, path.name
         provider = choose_provider(device, ort.get_available_providers(), options.provider)
         source, cached = str(path), None
         if device == "cpu" and provider == "CPUExecutionProvider":
@@ -146,8 +147,18 @@ class OrtSession:
                                  "optimized_model_cache": str(cached) if cached else None,
                                  "threads": options.threads})
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self._session.run(list(self.output_names), feeds)
+    def run(self, feeds: dict[str, np.ndarray], interrupt: Interrupt | None = None) -> dict[str, np.ndarray]:
+        if interrupt is None:
+            outputs = self._session.run(list(self.output_names), feeds)
+            return dict(zip(self.output_names, outputs))
+        # a RunOptions of this run's own: its terminate flag stops this run only, before the next node
+        run_options = self._ort.RunOptions()
+        with interrupt.hooked(lambda: setattr(run_options, "terminate", True)):
+            try:
+                outputs = self._session.run(list(self.output_names), feeds, run_options)
+            except Exception:
+                interrupt.check(self._name)  # ORT says Fail: 'Exiting due to terminate flag being set'
+                raise
         return dict(zip(self.output_names, outputs))
 
     def run_borrowed(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BackendUnavailableError, BundleError, InputError
-from . import DEVICES, DeviceStatus, SessionInfo, SessionOptions
+from . import DEVICES, DeviceStatus, Interrupt, SessionInfo, SessionOptions
 
 log = logging.getLogger(__name__)
 FORMAT = "openvino"
@@ -96,6 +97,7 @@ class OpenVinoSession:
         except Exception as exc:
             raise BackendUnavailableError(f"OpenVINO could not compile {path.name} for {name}: "
                                           f"{type(exc).__name__}: {exc}") from exc
+        self._name = path.name
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()  # one infer request is not re-entrant
         if streams > 1 and not all(p.get_partial_shape().rank.is_static and p.get_partial_shape().rank.get_length()
@@ -128,10 +130,10 @@ class OpenVinoSession:
                                  "streams": int(str(self._compiled.get_property("NUM_STREAMS"))) if name == "CPU"
                                  else streams})
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feeds: dict[str, np.ndarray], interrupt: Interrupt | None = None) -> dict[str, np.ndarray]:
         # share_outputs=False: OpenVINO copies each output out of the request's buffers, which it reuses on the
         # next call (a second np.array copy on top cost 1-2 ms a prompt in segment everything's scores stage)
-        return self._infer(feeds, share_outputs=False)
+        return self._infer(feeds, share_outputs=False, interrupt=interrupt)
 
     def run_borrowed(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """run() without copying the outputs: the arrays are views of the request's buffers, valid only until
@@ -139,30 +141,60 @@ class OpenVinoSession:
         mask state is 120 MB at 64 prompts)."""
         return self._infer(feeds, share_outputs=True)
 
-    def _infer(self, feeds: dict[str, np.ndarray], share_outputs: bool) -> dict[str, np.ndarray]:
+    def _infer(self, feeds: dict[str, np.ndarray], share_outputs: bool,
+               interrupt: Interrupt | None = None) -> dict[str, np.ndarray]:
         batch = {feeds[n].shape[0] for n in self._batched_inputs if n in feeds and np.ndim(feeds[n])}
         if self._stream_requests and len(batch) == 1 and min(batch) > 1:
-            return self._infer_on_streams(feeds, min(batch))
+            return self._infer_on_streams(feeds, min(batch), interrupt)
         with self._lock:
-            # share_inputs: the request reads the caller's arrays instead of copying them in; infer() is
-            # synchronous, so they outlive the read
-            results = self._request.infer(feeds, share_inputs=True, share_outputs=share_outputs)
-            return {name: results[port] for name, port in zip(self.output_names, self._compiled.outputs)}
+            if interrupt is None:
+                # share_inputs: the request reads the caller's arrays instead of copying them in; infer() is
+                # synchronous, so they outlive the read
+                results = self._request.infer(feeds, share_inputs=True, share_outputs=share_outputs)
+                return {name: results[port] for name, port in zip(self.output_names, self._compiled.outputs)}
+            self._run_requests([(self._request, feeds)], interrupt)
+            return {name: self._request.get_tensor(port).data if share_outputs
+                    else self._request.get_tensor(port).data.copy()
+                    for name, port in zip(self.output_names, self._compiled.outputs)}
 
-    def _infer_on_streams(self, feeds: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
+    def _infer_on_streams(self, feeds: dict[str, np.ndarray], batch: int,
+                          interrupt: Interrupt | None = None) -> dict[str, np.ndarray]:
         """The batch in contiguous row ranges, one per stream, run at once; outputs joined along axis 0 (new
         arrays, so borrowed or not makes no difference)."""
         parts = np.array_split(np.arange(batch), min(batch, len(self._stream_requests)))
         with self._lock:
             requests = self._stream_requests[:len(parts)]
+            jobs = []
             for request, rows in zip(requests, parts):
                 lo, hi = int(rows[0]), int(rows[-1]) + 1
-                request.start_async({n: (a[lo:hi] if n in self._batched_inputs else a) for n, a in feeds.items()},
-                                    share_inputs=True)
-            for request in requests:
-                request.wait()
+                jobs.append((request, {n: (a[lo:hi] if n in self._batched_inputs else a) for n, a in feeds.items()}))
+            self._run_requests(jobs, interrupt)
             return {name: np.concatenate([r.get_tensor(port).data for r in requests])
                     for name, port in zip(self.output_names, self._compiled.outputs)}
+
+    def _run_requests(self, jobs: list[tuple[object, dict[str, np.ndarray]]], interrupt: Interrupt | None) -> None:
+        """Start every (request, inputs) (inputs shared, not copied: they outlive the wait) and wait for all of
+        them; interrupt.set() cancels them, and the run raises RunInterrupted once none is running any more."""
+        requests = [request for request, _ in jobs]
+
+        def stop() -> None:
+            for request in requests:
+                request.cancel()
+        with interrupt.hooked(stop) if interrupt is not None else nullcontext():
+            for request, inputs in jobs:
+                request.start_async(inputs, share_inputs=True)
+            if interrupt is not None and interrupt.is_set:
+                stop()  # set between hooking and starting: cancel() of an idle request does nothing
+            failure = None
+            for request in requests:  # wait for all, so no request is still busy when the next run starts
+                try:
+                    request.wait()
+                except RuntimeError as exc:  # a cancelled request raises 'Infer Request was canceled'
+                    failure = failure or exc
+        if failure is not None:
+            if interrupt is not None:
+                interrupt.check(self._name)
+            raise failure
 
 
 def _precision_name(element_type) -> str:
