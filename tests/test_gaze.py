@@ -126,7 +126,7 @@ class FakePredictor:
     def __init__(self, hw=(240, 320)) -> None:
         self.hw, self.current, self.encoded, self.predicts = hw, None, [], []
 
-    def set_image_async(self, rgb):
+    def set_image_async(self, rgb, preempt=False):
         from concurrent.futures import Future
         self.encoded.append(rgb)
         self.current = object()  # a fresh embedding (synchronous here)
@@ -189,45 +189,49 @@ def test_scheduler_light_model_and_scene_change():
     fake, seg = _run(SchedulePolicy("every_frame", mask_prior=False), frames, {3: (50, 50)})
     assert seg.stats.decoder_calls == 17 and not any(p["prior"] for p in fake.predicts)  # same calls, no prior
     fake, seg = _run(SchedulePolicy("on_demand", every_k_frames=100), frames, {})
-    assert seg.stats.reasons == {"first frame": 1, "scene change": 1, "cut: mask cleared": 1}
+    assert seg.stats.reasons == {"first frame": 1, "cut: mask cleared": 1, "cut: encoded at once": 1}
     assert seg.stats.decoder_calls == 0
     with pytest.raises(ValueError, match="encoder policy"):
         SchedulePolicy("sometimes")
 
 
 def test_scheduler_never_shows_a_mask_of_the_scene_before_a_cut():
-    """A cut clears the mask; an embedding still in flight from before the cut is not decoded; the mask
-    comes back with the first embedding of the new scene."""
+    """A cut clears the mask and encodes the cut frame at once, preempting the encode still running on the old
+    scene; that older embedding, should it land anyway, is not decoded; the mask comes back with the cut
+    frame's embedding."""
     from concurrent.futures import Future
 
     from samedge_gaze.scheduler import GazeSegmenter, SchedulePolicy
     fake = FakePredictor()
     slow = []
 
-    def async_encode(rgb):  # completes only when the test says so
-        slow.append((Future(), object()))
+    def async_encode(rgb, preempt=False):  # completes only when the test says so
+        slow.append((Future(), object(), preempt))
         return slow[-1][0]
     fake.set_image_async = async_encode
-    seg = GazeSegmenter(fake, SchedulePolicy("every_frame"))
+    seg = GazeSegmenter(fake, SchedulePolicy("on_demand", every_k_frames=1))
     a, b = np.full((240, 320, 3), 100, np.uint8), np.full((240, 320, 3), 220, np.uint8)
     seg.on_frame(a)
-    fut, emb = slow[0]
+    fut, emb, _ = slow[0]
     fake.current = emb
     fut.set_result(emb)
     seg.on_fixation("onset", _fix(0.0, 100, 100))
     assert seg.mask is not None and len(fake.predicts) == 1
     seg.on_frame(a)  # encode of frame 1 (scene A) starts; the encoder is now busy
-    seg.on_frame(b)  # the cut: frame 2's encode is skipped (busy), the mask goes at once
+    seg.on_frame(a)  # frame 2: every_k_frames is due, but the encoder is busy: skipped, not queued
+    assert len(slow) == 2 and seg.stats.reasons["skipped: encoder busy"] == 1
+    seg.on_frame(b)  # frame 3, the cut: the mask goes at once, and frame 3 is encoded now, preempting frame 1
     assert seg.mask is None and seg.stats.reasons["cut: mask cleared"] == 1
-    fut, emb = slow[1]
+    assert len(slow) == 3 and [preempt for *_, preempt in slow] == [False, False, True]
+    assert seg.stats.reasons["cut: encoded at once"] == 1
+    fut, emb, _ = slow[1]
     fake.current = emb
-    fut.set_result(emb)  # frame 1 (before the cut) finishes
+    fut.set_result(emb)  # frame 1 (before the cut) lands after all (a backend that could not stop it)
     seg.refresh()
     assert seg.mask is None and len(fake.predicts) == 1 and seg.awaiting_embedding
-    seg.on_frame(b)  # frame 3, scene B
-    fut, emb = slow[2]
+    fut, emb, _ = slow[2]
     fake.current = emb
-    fut.set_result(emb)
+    fut.set_result(emb)  # the cut frame's embedding
     seg.refresh()
     assert seg.mask is not None and len(fake.predicts) == 2 and not fake.predicts[1]["prior"]
 
@@ -255,16 +259,19 @@ def test_demo_cli_end_to_end_on_a_real_photo_video(tiny_bundle, tmp_path, capsys
     assert main(["demo", "gaze", "--bundle", str(tiny_bundle), "--out", str(out), "--video", str(video),
                  "--backend", "onnxruntime", "--policy", "every_frame"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["frames"] == 30 and summary["weights"] == "random" and "REPLAY" in summary["gaze"]
+    assert summary["frames"] + summary["frames_dropped"] == 30 and summary["weights"] == "random"
+    assert "REPLAY" in summary["gaze"]
     assert summary["fixations"] >= 1 and summary["decoder_calls"] >= 1 and summary["encoder_requests"] >= 1
     # played in real time at the video's 20 fps: frame i arrives at i / 20 s, so 30 frames take at least 29 / 20 s
     # and output_fps (frames / wall) is at most 30 / 1.45 = 20.69; a tiny model keeps at least half of the rate
     assert 10 <= summary["output_fps"] <= 30 / (29 / 20.0)
     latencies = [o["ms"] for o in summary["gaze_to_mask"]]
     assert latencies and summary["gaze_to_mask_ms_p50"] == pytest.approx(float(np.median(latencies)), abs=0.1)
+    unanswered = sum(o["path"] == "unanswered" for o in summary["gaze_to_mask"])
+    assert summary["onsets_unanswered"] == unanswered and summary["gaze_to_mask_is_lower_bound"] == (unanswered > 0)
     assert 0 < summary["gaze_to_mask_ms_p50"] < 1000  # a tiny model answers a look well within a second
     rows = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
-    assert [r["frame"] for r in rows] == list(range(30))
+    assert len(rows) == summary["frames"] and [r["frame"] for r in rows] == sorted({r["frame"] for r in rows})
     assert any(r["mask_area"] > 0 for r in rows) and any(r["gaze"] for r in rows)
     # per-stage ms: decoder time exactly on the rows that counted decoder calls, encoder time on rows where
     # an embedding landed, every decoder call in some row, and the frame total covering the rendering
@@ -278,6 +285,47 @@ def test_demo_cli_end_to_end_on_a_real_photo_video(tiny_bundle, tmp_path, capsys
     assert main(["demo", "gaze", "--bundle", str(tiny_bundle), "--out", str(out), "--video",
                  str(tmp_path / "missing.mp4")]) == 2
     assert "python3-imageio" in capsys.readouterr().err
+
+
+def test_a_look_that_ends_before_its_mask_counts_as_unanswered():
+    """An onset waiting for an embedding that has not come when the fixation ends (or the run does) is recorded
+    as unanswered with its wait as a lower bound, not dropped from the latency percentiles."""
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    from samedge_gaze.demo import GazeHandler
+    from samedge_gaze.scheduler import GazeSegmenter, SchedulePolicy
+    fake = FakePredictor()
+    fake.set_image_async = lambda rgb, preempt=False: Future()  # an encode that never finishes
+    seg = GazeSegmenter(fake, SchedulePolicy("on_demand"))
+    seg.on_frame(np.full((240, 320, 3), 100, np.uint8))
+    events = iter([None, ("onset", _fix(0.1, 50, 50)), None, ("offset", _fix(0.1, 50, 50)), ("onset", _fix(0.5, 60, 60))])
+    detector = SimpleNamespace(feed=lambda t, x, y: next(events))
+    handler = GazeHandler(seg, detector, start=0.0, live_clock=True, score=None)  # arrival = sample time
+    handler.handle([SimpleNamespace(t=t, x=50.0, y=50.0) for t in (0.05, 0.1, 0.2, 0.3, 0.5)], frame=3)
+    assert handler.onsets == [{"frame": 3, "ms": pytest.approx(200.0), "path": "unanswered"}]
+    handler.unanswered(0.9)  # the second look still waits when the run ends
+    assert handler.onsets[1] == {"frame": 3, "ms": pytest.approx(400.0), "path": "unanswered"}
+    handler.unanswered(1.0)  # nothing waits any more: nothing recorded twice
+    assert len(handler.onsets) == 2 and not fake.predicts
+
+
+def test_a_realtime_run_drops_the_frames_it_cannot_keep_up_with(tiny_bundle, tmp_path):
+    """Played at 1000 fps, no loop keeps up: like a camera, the demo takes the newest frame and loses the rest,
+    so the frame it works on is never behind the clock by more than a frame; the overlay keeps every frame."""
+    cv2 = pytest.importorskip("cv2")
+    from samedge_gaze.demo import DemoConfig, run_demo
+    video = tmp_path / "fast.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 1000.0, (160, 120))
+    for i in range(200):
+        writer.write(np.full((120, 160, 3), i, np.uint8))
+    writer.release()
+    summary = run_demo(DemoConfig(tiny_bundle, tmp_path / "out", video, backend="onnxruntime", reference_frames=0))
+    assert summary["frames_dropped"] > 0 and summary["frames"] + summary["frames_dropped"] == 200
+    rows = [json.loads(line) for line in (tmp_path / "out" / "frames.jsonl").read_text().splitlines()]
+    indices = [r["frame"] for r in rows]
+    assert indices[0] == 0 and all(b > a for a, b in zip(indices, indices[1:])) and len(rows) == summary["frames"]
+    assert int(cv2.VideoCapture(str(tmp_path / "out" / "overlay.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 200
 
 
 def test_demo_config_checks_its_numbers(tiny_bundle, tmp_path):

@@ -5,6 +5,8 @@
 - A fixation that lands inside the mask on screen keeps it: no decoder call.
 - A cut (a large frame-to-frame change) clears the mask and its logits at once; nothing is decoded again
   until an embedding of a frame after the cut is ready, so a mask of the previous scene is never shown.
+  The cut frame is encoded at once: an encode still running on the previous scene is worthless, so it is
+  preempted (set_image_async(preempt=True)) instead of finished first.
 - The encoder runs on every frame for light models (policy "every_frame"), or for heavy ones ("on_demand")
   on the first frame, on a fixation onset when the embedding is older than `stale_after_frames`, on a scene
   change, and at least every `every_k_frames`. It is asynchronous (set_image_async): frames never wait.
@@ -87,11 +89,11 @@ class GazeSegmenter:
     def _encoded_frame(self) -> int | None:
         return self._encoded[-1][1] if self._encoded else None
 
-    def _encode(self, rgb: np.ndarray, reason: str, frame: int | None = None):
-        if self.encoder_busy:  # latest frame wins: never queue frames behind a slow encoder
+    def _encode(self, rgb: np.ndarray, reason: str, frame: int | None = None, preempt: bool = False):
+        if self.encoder_busy and not preempt:  # latest frame wins: never queue frames behind a slow encoder
             self.stats.count("skipped: encoder busy")
             return None
-        future = self.p.set_image_async(rgb)
+        future = self.p.set_image_async(rgb, preempt=preempt)
         self._encoded = self._encoded[-7:] + [(future, self._frame if frame is None else frame)]
         self._encoded_thumb = thumbnail(rgb)
         self.stats.encoder_requests += 1
@@ -108,12 +110,15 @@ class GazeSegmenter:
         self._frame += 1
         pol = self.policy
         thumb = thumbnail(rgb)
-        if self._last_thumb is not None and np.mean(np.abs(thumb - self._last_thumb)) > pol.cut:
-            # a cut: the mask and its logits belong to the previous scene; wait for an embedding of this one
+        cut = self._last_thumb is not None and np.mean(np.abs(thumb - self._last_thumb)) > pol.cut
+        self._last_thumb = thumb
+        if cut:
+            # the mask and its logits belong to the previous scene, and so does an encode still running: stop
+            # it and encode this frame now (finishing it first made the first look after a cut wait for two)
             self._valid_from, self.mask, self._logits, self._mask_embedding = self._frame, None, None, None
             self.stats.count("cut: mask cleared")
-        self._last_thumb = thumb
-        if pol.encoder == "every_frame":
+            self._encode(rgb, "cut: encoded at once", preempt=True)
+        elif pol.encoder == "every_frame":
             self._encode(rgb, "every frame")
         elif self._encoded_frame is None:
             self._encode(rgb, "first frame")
