@@ -95,11 +95,14 @@ def test_warm_up_opens_and_runs_every_graph_without_setting_an_image(tiny_bundle
 
     from samedge import SamPredictor
     from samedge.errors import InputError
+    from samedge import processing
     with SamPredictor.from_bundle(tiny_bundle, "onnxruntime") as p:
         assert set(p.sessions) == {"encoder", "context"}  # decoders open lazily...
+        processing._banded_axis_map.cache_clear()
         times = p.warm_up((240, 320), clicks=(1, 2))
         assert set(times) == {"encoder", "context", "decoder_1click", "decoder_1click_prior", "decoder_2click",
-                              "decoder_2click_prior"} and all(v > 0 for v in times.values())
+                              "decoder_2click_prior", "postprocess"} and all(v > 0 for v in times.values())
+        assert processing._banded_axis_map.cache_info().currsize == 2  # this size's row and column maps, built now
         opened = {p.decoder_graph(k, prior).file for k in (1, 2) for prior in (False, True)}
         assert len(opened) == 4  # with and without a mask prior: the split decoder's two prompt graphs
         assert set(p.sessions) == {"encoder", "context", *opened} and p.current is None  # ...opened; no image
@@ -110,3 +113,4 @@ def test_warm_up_opens_and_runs_every_graph_without_setting_an_image(tiny_bundle
         p.set_image(np.zeros((240, 320, 3), np.uint8))
         masks, _, _ = p.predict(point_coords=np.array([[10, 10]]), point_labels=np.array([1]))
         assert masks.shape == (3, 240, 320)
+        assert processing._banded_axis_map.cache_info().currsize == 2  # the first predict() built none

@@ -50,6 +50,7 @@ class DemoConfig:
     max_frames: int | None = None
     gif_width: int = 480
     threads: int | None = None  # per session; None: half the usable cores (encoder and decoder run at once)
+    encoder_threads: int | None = None  # the encoder's session; None: as threads
     realtime: bool = True  # frames arrive at the video's rate, as from a camera; False: as fast as possible
     warm_up: bool = True  # before the clock starts: run every graph once and encode the first frame ("ready")
     ground_truth: bool = False  # the scored synthetic sequence instead of video + gaze
@@ -64,6 +65,8 @@ class DemoConfig:
             raise InputError(f"max_frames must be >= 1, got {self.max_frames}")
         if self.threads is not None and self.threads < 1:
             raise InputError(f"threads must be >= 1 (or None: half the usable cores), got {self.threads}")
+        if self.encoder_threads is not None and self.encoder_threads < 1:
+            raise InputError(f"encoder_threads must be >= 1 (or None: as threads), got {self.encoder_threads}")
         if self.reference_frames < 0:
             raise InputError(f"reference_frames must be >= 0, got {self.reference_frames}")
 
@@ -290,7 +293,9 @@ def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
     writer = cv2.VideoWriter(str(cfg.out_dir / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     gif_frames, rows, stability = [], [], []
     threads = cfg.threads or max(1, usable_cores() // 2)
+    encoder_threads = cfg.encoder_threads or threads
     predictor = SamPredictor.from_bundle(cfg.bundle, cfg.backend, precision=cfg.precision, threads=threads,
+                                         encoder_threads=encoder_threads,
                                          embedding_cache_size=0)
     if seq is not None and cfg.reference_frames:
         _check_reference(cfg, predictor.bundle)
@@ -411,10 +416,10 @@ def _run(cfg: DemoConfig, video, gaze, seq) -> dict:
         "encoder_reasons": seg.stats.reasons,
         "encoder_calls_per_s": seg.stats.encoder_requests / wall, "decoder_calls_per_s": seg.stats.decoder_calls / wall,
         "mask_stability_iou_mean": statistics.fmean(stability) if stability else None,
-        "cpu_cores": usable_cores(), "threads_per_session": threads,
+        "cpu_cores": usable_cores(), "threads_per_session": threads, "encoder_threads": encoder_threads,
         "note": "with random weights the masks are meaningless; latency, fps and scheduling figures are real",
     }
     if score is not None:
-        summary["ground_truth"] = score.summary(_reference_fidelity(cfg, score), len(rows))
+        summary["ground_truth"] = score.summary(_reference_fidelity(cfg, score), len(rows) + dropped)
     (cfg.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -203,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--precision", default=None)
     dm.add_argument("--threads", type=int, default=None,
                     help="threads per session (default: half the usable cores, as encoder and decoder run at once)")
+    dm.add_argument("--encoder-threads", type=int, default=None,
+                    help="threads of the encoder's session (default: as --threads)")
     dm.add_argument("--policy", choices=["every_frame", "on_demand"], default="on_demand",
                     help="encoder scheduling: every frame (light models) or on demand (heavy ones)")
     dm.add_argument("--no-mask-prior", action="store_true",
@@ -481,6 +483,7 @@ def _demo(args) -> int:
     summary = run_demo(DemoConfig(
         args.bundle, args.out, args.video or COCKATOO, args.gaze, args.backend, args.precision,
         SchedulePolicy(args.policy, mask_prior=not args.no_mask_prior), args.fov, args.max_frames, threads=args.threads,
+        encoder_threads=args.encoder_threads,
         warm_up=not args.no_warm_up, ground_truth=args.ground_truth, reference_frames=args.reference_frames,
         reference_bundle=args.reference_bundle, show=args.show))
     print(json.dumps(summary, indent=2))

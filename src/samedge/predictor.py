@@ -78,7 +78,9 @@ class SamPredictor:
 
     backend: onnxruntime | openvino | coreml | auto; device: cpu | gpu | npu | auto (see
     samedge.runtimes.selection for what auto prefers). encoder_device / decoder_device override device
-    for one graph. embedding_cache_size: how many image embeddings to keep (LRU by image content; 0 off).
+    for one graph. threads: intra-op CPU threads of every session (None: the backend's default, all cores);
+    encoder_threads: the encoder's alone, where it runs beside the decoder (set_image_async) and the two
+    share the cores. embedding_cache_size: how many image embeddings to keep (LRU by image content; 0 off).
     split_decoder: with a bundle that has one (export/split_decoder.py), run the decoder's per-image part
     once in set_image and only the per-prompt part in predict(), with or without a mask_input (formats and
     point counts with no split graph use the full decoder). False: the full decoder for every prompt.
@@ -89,7 +91,8 @@ class SamPredictor:
 
     def __init__(self, bundle: Bundle | str | Path, backend: str = "onnxruntime", device: str = "cpu", *,
                  encoder_device: str | None = None, decoder_device: str | None = None,
-                 threads: int | None = None, precision: str | None = None, cache_dir: str | Path | None = None,
+                 threads: int | None = None, encoder_threads: int | None = None, precision: str | None = None,
+                 cache_dir: str | Path | None = None,
                  options: SessionOptions | None = None, embedding_cache_size: int = 4,
                  split_decoder: bool = True) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
@@ -114,7 +117,8 @@ class SamPredictor:
         self.format = module.FORMAT
         encoder_graph, _ = self.bundle.manifest.graphs_for(self.format)  # BundleError naming the fix if absent
         self._static_decoders = module.needs_static_shapes(self.decoder_device)
-        self._encoder = self._open(encoder_graph, self.encoder_device)
+        self._encoder = self._open(encoder_graph, self.encoder_device,
+                                   self.options.threads if encoder_threads is None else encoder_threads)
         self._decoders: dict[str, Session] = {}
         check_flag(split_decoder, "split_decoder")
         split = self.bundle.manifest.split_for(self.format) if split_decoder else None
@@ -139,8 +143,8 @@ class SamPredictor:
                     **kwargs) -> "SamPredictor":
         return cls(path, backend, device, encoder_device=encoder_device, decoder_device=decoder_device, **kwargs)
 
-    def _open(self, graph: GraphInfo, device: str) -> Session:
-        options = self.options
+    def _open(self, graph: GraphInfo, device: str, threads: int | None = None) -> Session:
+        options = self.options if threads is None else replace(self.options, threads=threads)
         split = self.bundle.manifest.split_for(self.format) if self.bundle.manifest.split is not None else None
         staged = split is not None and graph in (split.scores, split.masks)
         if not staged:
@@ -370,9 +374,14 @@ class SamPredictor:
             for prior in (False, True):
                 t0 = time.perf_counter()
                 mask = np.zeros((1, 1, size, size), np.float32) if prior else None
-                self._decode(ImageEmbedding(embedding, geometry, context=context, features=features), coords,
-                             labels, mask)
+                low_res, _ = self._decode(ImageEmbedding(embedding, geometry, context=context, features=features),
+                                          coords, labels, mask)
                 times[f"decoder_{n}click{'_prior' if prior else ''}"] = (time.perf_counter() - t0) * 1e3
+        # the upsampling maps of this image size and the thread pool are built on first use: here, not in the
+        # first predict() (+33 ms on the first look of the gaze demo, MobileSAM at 640x480, 2-core AVX2 EPYC)
+        t0 = time.perf_counter()
+        processing.postprocess_masks(low_res[0, :3], geometry)
+        times["postprocess"] = (time.perf_counter() - t0) * 1e3
         return times
 
     def close(self) -> None:
