@@ -59,7 +59,9 @@ def test_demo_ground_truth_mode_scores_against_masks_and_the_fp32_reference(tiny
                  "--backend", "onnxruntime", "--max-frames", "75", "--reference-frames", "5"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     gt = summary["ground_truth"]
-    assert summary["frames"] == 75 and "GROUND TRUTH" in summary["gaze"] and gt["frames"] == 75
+    # real time, as from a camera: frames the loop could not keep up with are dropped, and count as played
+    assert summary["frames"] + summary["frames_dropped"] == 75 and gt["frames"] == 75
+    assert summary["frames"] >= 25 and "GROUND TRUTH" in summary["gaze"]
     assert gt["targets"] >= 2 and gt["targets_segmented"] >= 1
     assert gt["fixation_onsets_on_target"] == 1.0  # detected fixations land on the instance looked at
     hits = gt["hit_rate"] * gt["targets"]  # a whole number of targets, never more than were segmented

@@ -124,14 +124,15 @@ def test_demo_with_live_lsl_gaze_end_to_end(pylsl, tiny_bundle, tmp_path):
     with GazeOutlet(pylsl, "samedge-test-demo", _scanpath(), rate=200.0, repeat=True):
         summary = run_demo(DemoConfig(tiny_bundle, tmp_path / "out", video, "lsl:samedge-test-demo",
                                       "onnxruntime", policy=SchedulePolicy("every_frame")))
-    assert summary["gaze"].startswith("LIVE: LSL") and summary["realtime"] and summary["frames"] == 40
+    assert summary["gaze"].startswith("LIVE: LSL") and summary["realtime"]
+    assert summary["frames"] + summary["frames_dropped"] == 40 and summary["frames"] >= 20  # late frames dropped
     # the tracker loops three 400 ms fixations; the demo starts streaming after loading (stale samples are
     # dropped) and plays 2 s, so it sees at least 3 fixations, each answered with a mask and its latency
     assert summary["fixations"] >= 3 and summary["decoder_calls"] >= 3
     assert len(summary["gaze_to_mask"]) >= summary["fixations"] - 1  # the last onset may end the run waiting
     assert all(0 <= o["ms"] < 2000 for o in summary["gaze_to_mask"])
     rows = [json.loads(line) for line in (tmp_path / "out" / "frames.jsonl").read_text().splitlines()]
-    assert sum(r["gaze"] is not None for r in rows) > 20
+    assert len(rows) == summary["frames"] and sum(r["gaze"] is not None for r in rows) > len(rows) / 2
 
 
 def test_mouse_gaze_turns_pointer_events_into_timed_samples():

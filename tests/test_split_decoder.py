@@ -109,7 +109,7 @@ def test_context_runs_once_per_image_and_is_cached(tiny_bundle, samples):
     calls = []
     session = p.sessions["context"]
     run = session.run
-    session.run = lambda feeds: calls.append(1) or run(feeds)
+    session.run = lambda feeds, interrupt=None: calls.append(1) or run(feeds, interrupt)
     image = samples[0].rgb
     p.set_image(image)
     for _ in range(3):
