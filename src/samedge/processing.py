@@ -247,7 +247,7 @@ def postprocess_masks(low_res_logits: np.ndarray, geom: ImageGeometry, *, spread
     with single_threaded_blas():  # numpy releases the GIL in matmul: the tasks run on all cores, one BLAS thread each
         if workers == 1:
             _upsample(flat, out, rows, cols)
-        elif len(flat) >= 2 * workers:  # many masks (segment everything): a few masks a task, so each stays in cache
+        elif len(flat) >= _MASKS_PER_TASK * workers:  # many masks (segment everything): a group a task, in cache
             step = _MASKS_PER_TASK  # the groups apply_last uses on one core too: the same numbers on any core count
             list(_pool().map(lambda i: _upsample(flat[i:i + step], out[i:i + step], rows, cols),
                              range(0, len(flat), step)))
