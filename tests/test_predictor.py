@@ -114,3 +114,8 @@ def test_warm_up_opens_and_runs_every_graph_without_setting_an_image(tiny_bundle
         masks, _, _ = p.predict(point_coords=np.array([[10, 10]]), point_labels=np.array([1]))
         assert masks.shape == (3, 240, 320)
         assert processing._banded_axis_map.cache_info().currsize == 2  # the first predict() built none
+    for bad in (0, "2", True):
+        with pytest.raises(InputError, match="encoder_threads must be a positive integer"):
+            SamPredictor(tiny_bundle, encoder_threads=bad)
+    with SamPredictor(tiny_bundle, threads=2, encoder_threads=1) as p:
+        assert p.sessions["encoder"].info.details["threads"] == 1 and p.sessions["context"].info.details["threads"] == 2

@@ -95,6 +95,9 @@ class SamPredictor:
                  cache_dir: str | Path | None = None,
                  options: SessionOptions | None = None, embedding_cache_size: int = 4,
                  split_decoder: bool = True) -> None:
+        if encoder_threads is not None and (isinstance(encoder_threads, bool) or not isinstance(encoder_threads, int)
+                                            or encoder_threads < 1):
+            raise InputError(f"encoder_threads must be a positive integer or None (as threads), got {encoder_threads!r}")
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         base = options or SessionOptions()
         self.options = replace(base, threads=threads if threads is not None else base.threads,
