@@ -19,15 +19,18 @@ Random weights make the official thresholds degenerate (DESIGN.md), so the thres
 model's own score scale to keep about --target-masks masks of the 3 x points^2 candidates, as SAM with trained
 weights does on real photos (100-300 of 3072): pred_iou_thresh at a quantile of the predicted IoUs, a stability
 offset on the logits' scale, and box NMS at 1.0 (with random weights every box is the whole image, so any lower
-threshold keeps one mask). The calibrated parameters are in the JSON, and every run uses the same ones.
+threshold keeps one mask; with --crop-n-layers the crop NMS is at 1.0 for the same reason). The calibrated
+parameters are in the JSON, and every run uses the same ones.
 
     python benchmarks/everything.py --model mobile_sam --out benchmarks/results/everything-avx2
+    python benchmarks/everything.py --model vit_b --points-per-side 16 --crop-n-layers 1 --out DIR  # crops, exactness
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
+from collections import Counter
 import sys
 import time
 from pathlib import Path
@@ -77,6 +80,16 @@ def calibrate(bundle: Path, image: np.ndarray, points_per_side: int, target: int
                 stability_score_thresh=round(stab_thresh, 6), stability_score_offset=0.05, box_nms_thresh=1.0)
 
 
+def switch_off_crop_edge_filter() -> None:
+    """No box counts as near a crop edge, in samedge's generator and in Meta's (same patch on both sides)."""
+    import segment_anything.automatic_mask_generator as official_amg
+    import torch
+
+    import samedge.everything.generator as ours
+    ours.is_box_near_crop_edge = lambda boxes, *_: np.zeros(len(boxes), dtype=bool)
+    official_amg.is_box_near_crop_edge = lambda boxes, *_: torch.zeros(len(boxes), dtype=torch.bool)
+
+
 def warm_up(predictor) -> None:
     """Every graph call shape a generate() run makes, once, before timing: graph compilation and first-call
     allocations are paid once per process (OpenVINO also prepares each new input shape of a dynamic graph on
@@ -108,9 +121,18 @@ def main() -> int:
     ap.add_argument("--image", default="arc2017", choices=("arc2017", "voc"))
     ap.add_argument("--points-per-side", type=int, default=32)
     ap.add_argument("--crop-n-layers", type=int, default=0)
-    ap.add_argument("--target-masks", type=int, default=200)
+    ap.add_argument("--target-masks", type=int, default=None,
+                    help="masks to keep (default: 200 per 3072 candidates, i.e. scaled to the grid)")
+    ap.add_argument("--crop-nms-thresh", type=float, default=1.0,
+                    help="crop NMS IoU threshold (default 1.0: with random weights every mask of a crop has the crop's "
+                         "box, so any lower one keeps one mask per crop; tests/test_everything.py checks crop NMS on "
+                         "the structured model)")
     ap.add_argument("--backends", default="onnxruntime,openvino")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--no-crop-edge-filter", action="store_true",
+                    help="a diagnostic for exactness on zoomed-in crops: switch the crop-edge filter off on BOTH sides "
+                         "(official and samedge). With random weights every mask is an image-wide texture that "
+                         "touches a crop's inner edges, so the filter drops every mask of every zoomed-in crop")
     ap.add_argument("--skip-official", action="store_true", help="no PyTorch eager run (it takes minutes)")
     args = ap.parse_args()
 
@@ -124,10 +146,15 @@ def main() -> int:
         from samedge.export.pipeline import ExportConfig, export_bundle
         export_bundle(ExportConfig(args.model, bundle, seed=0, parity_images=1, formats=("openvino",)), progress=True)
     # calibrated on a grid of half the side (a quarter of the prompts): the same score distributions, 4x faster
-    params = calibrate(bundle, image, max(1, args.points_per_side // 2), args.target_masks // 4)
+    target = args.target_masks or max(4, round(200 * args.points_per_side ** 2 / 1024))
+    params = calibrate(bundle, image, max(1, args.points_per_side // 2), max(1, target // 4))
     params["points_per_side"] = args.points_per_side
     params["crop_n_layers"] = args.crop_n_layers
+    if args.crop_n_layers:
+        params["crop_nms_thresh"] = args.crop_nms_thresh
     print("parameters:", params, flush=True)
+    if args.no_crop_edge_filter:
+        switch_off_crop_edge_filter()
     rows, outputs = [], {}
 
     def record(name: str, backend: str, records, times, stats=None, **extra):
@@ -200,9 +227,12 @@ def main() -> int:
     result = {"model": args.model, "image": f"{args.image} {image.shape[1]}x{image.shape[0]}", "cpu": f"{cpuinfo().get('model name', '?')}, {len(__import__('os').sched_getaffinity(0))} cores, "
                                                                               f"{cpu_capabilities().label}",
               "weights": "RANDOM (seed 0): timings and agreement are real, the masks are meaningless",
-              "parameters": params, "rows": rows}
+              "parameters": params, "crop_edge_filter": not args.no_crop_edge_filter,
+              "masks_per_crop_box": {" ".join(map(str, box)): n for box, n in Counter(
+                  tuple(r["crop_box"]) for r in outputs[reference]).items()}, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"everything-{args.model}" + (f"-crops{args.crop_n_layers}" if args.crop_n_layers else "")
+    stem = f"everything-{args.model}" + (f"-crops{args.crop_n_layers}" if args.crop_n_layers else "") + (
+        "-no-edge-filter" if args.no_crop_edge_filter else "")
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
     (args.out / f"{stem}.md").write_text(markdown(result))
     print(markdown(result))
@@ -211,7 +241,13 @@ def main() -> int:
 
 def markdown(result: dict) -> str:
     lines = [f"## Segment everything: {result['model']}, {result['image']}, {result['cpu']}",
-             "", f"Weights: {result['weights']}. Parameters: `{json.dumps(result['parameters'])}`.", "",
+             "", f"Weights: {result['weights']}. Parameters: `{json.dumps(result['parameters'])}`."
+             + ("" if result.get("crop_edge_filter", True) else " Crop-edge filter switched OFF on both sides "
+                "(a diagnostic: with random weights it drops every mask of the zoomed-in crops).")
+             + (" Masks per crop box (XYWH) in the reference: " + ", ".join(
+                 f"[{k}] {v}" for k, v in result["masks_per_crop_box"].items()) + "."
+                if len(result.get("masks_per_crop_box", {})) > 1 or result["parameters"].get("crop_n_layers") else ""),
+             "",
              "| run | s / image (p50) | vs official eager | masks | prompts/s | agreement | prompts with masks decoded "
              "| encoder ms | decoder ms (scores stage) | decoder masks stage ms | upsample ms | filter ms | NMS ms "
              "| RLE ms |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
