@@ -133,6 +133,8 @@ def main() -> int:
                     help="a diagnostic for exactness on zoomed-in crops: switch the crop-edge filter off on BOTH sides "
                          "(official and samedge). With random weights every mask is an image-wide texture that "
                          "touches a crop's inner edges, so the filter drops every mask of every zoomed-in crop")
+    ap.add_argument("--exact-only", action="store_true",
+                    help="only the exact rows (no upscale-first or fast-mode row): an exactness run, shorter")
     ap.add_argument("--skip-official", action="store_true", help="no PyTorch eager run (it takes minutes)")
     args = ap.parse_args()
 
@@ -194,8 +196,8 @@ def main() -> int:
         record("official (PyTorch eager)", "torch", recs, times)
     for backend in backends:
         predictor = predictors[backend]
-        runs = [("samedge exact", {}), ("samedge fast", {"fast": True})]
-        if backend == backends[0]:
+        runs = [("samedge exact", {})] + ([] if args.exact_only else [("samedge fast", {"fast": True})])
+        if backend == backends[0] and not args.exact_only:
             runs.insert(1, ("samedge exact, upscale first", {"upscale_first": True}))
         for name, extra in runs:
             gen = SamAutomaticMaskGenerator(predictor, **params, **extra)
