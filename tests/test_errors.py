@@ -62,6 +62,14 @@ def _copy(tiny_bundle, tmp_path):
     return dst
 
 
+@pytest.mark.parametrize("field, value", [("threads", 0), ("threads", True), ("threads", "2"), ("threads", 1.5),
+                                          ("streams", 0), ("streams", True)])
+def test_bad_session_counts_are_named(field, value):
+    from samedge.runtimes import SessionOptions
+    with pytest.raises(InputError, match=f"{field} must be a positive integer or None, got {value!r}"):
+        SessionOptions(**{field: value})
+
+
 def test_missing_bundle_files(tiny_bundle, tmp_path):
     with pytest.raises(BundleError, match="does not exist"):
         load_bundle(tmp_path / "nope")

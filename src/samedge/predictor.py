@@ -26,7 +26,7 @@ from .manifest import GraphInfo
 from .runtimes import (Interrupt, Session, SessionOptions, backend_module, check_device, check_session_io,
                        open_session)
 from .runtimes.selection import Choice, choose
-from .validation import check_box, check_flag, check_image, check_mask_input, check_points
+from .validation import check_box, check_flag, check_image, check_mask_input, check_points, check_positive_count
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,7 @@ class SamPredictor:
                  cache_dir: str | Path | None = None,
                  options: SessionOptions | None = None, embedding_cache_size: int = 4,
                  split_decoder: bool = True) -> None:
-        if encoder_threads is not None and (isinstance(encoder_threads, bool) or not isinstance(encoder_threads, int)
-                                            or encoder_threads < 1):
-            raise InputError(f"encoder_threads must be a positive integer or None (as threads), got {encoder_threads!r}")
+        check_positive_count(encoder_threads, "encoder_threads")
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         base = options or SessionOptions()
         self.options = replace(base, threads=threads if threads is not None else base.threads,

@@ -25,6 +25,12 @@ def check_flag(value: object, name: str) -> bool:
     return bool(value)
 
 
+def check_positive_count(value: object, name: str) -> None:
+    """None (the default) or a positive int, e.g. a thread count; a bool is refused (True would silently mean 1)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InputError(f"{name} must be a positive integer or None, got {value!r}")
+
+
 def _as_array(value: object, what: str) -> np.ndarray:
     try:
         a = np.asarray(value)

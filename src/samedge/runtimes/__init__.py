@@ -18,6 +18,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from ..errors import BundleError, InputError, RunInterrupted
+from ..validation import check_positive_count
 
 BACKENDS = ("onnxruntime", "openvino", "coreml")
 DEVICES = ("cpu", "gpu", "npu")
@@ -40,10 +41,8 @@ class SessionOptions:
     streams: int | None = None
 
     def __post_init__(self) -> None:
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise InputError(f"threads must be a positive integer or None, got {self.threads!r}")
-        if self.streams is not None and (not isinstance(self.streams, int) or self.streams < 1):
-            raise InputError(f"streams must be a positive integer or None, got {self.streams!r}")
+        check_positive_count(self.threads, "threads")
+        check_positive_count(self.streams, "streams")
         if self.precision is not None and self.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {PRECISIONS} or None, got {self.precision!r}")
         if self.optimization_level not in ("disable", "basic", "extended", "all"):
